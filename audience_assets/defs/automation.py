@@ -1,0 +1,78 @@
+"""The main job, its daily schedule, and the sensor that notices new CSV exports in an inbox."""
+
+
+import hashlib
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+
+from audience_assets.defs.common import PARTITIONS
+from audience_assets.engine.validation import InputError
+from audience_assets.sources import SourceSpec, newest_day
+
+MAIN_JOB = "audience_engine_job"
+INBOX_ENV = "AUDIENCE_ENGINE_INBOX"
+DEFAULT_INBOX = "data/inbox"
+INSIGHTS_FILE = "insights.csv"
+AUDIENCES_FILE = "audiences.csv"
+
+main_job = dg.define_asset_job(
+    MAIN_JOB,
+    selection=dg.AssetSelection.all(),
+    partitions_def=PARTITIONS,
+    description="Materialise the whole graph for one decision date: ingest, metrics, rules, recommendations",
+)
+
+# Runs at 06:00 UTC for the day's partition: decide on the complete days before today.
+daily_schedule = dg.build_schedule_from_partitioned_job(main_job, hour_of_day=6, name="daily_recommendations")
+
+
+def inbox_dir() -> Path:
+    return Path(os.environ.get(INBOX_ENV) or DEFAULT_INBOX)
+
+
+def _digest(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:20]
+
+
+def csv_run_config(insights: str, audiences: str) -> dict:
+    return {"resources": {"source": {"config": {"kind": "csv", "insights_path": insights, "audiences_path": audiences}}}}
+
+
+@dg.sensor(
+    job=main_job,
+    minimum_interval_seconds=60,
+    description=f"Starts a run when {INSIGHTS_FILE} and {AUDIENCES_FILE} in the inbox folder change",
+    default_status=dg.DefaultSensorStatus.STOPPED,
+)
+def csv_inbox_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    inbox = inbox_dir()
+    insights, audiences = inbox / INSIGHTS_FILE, inbox / AUDIENCES_FILE
+    if not (insights.is_file() and audiences.is_file()):
+        return dg.SkipReason(f"waiting for {INSIGHTS_FILE} and {AUDIENCES_FILE} in {inbox}")
+    digest = _digest(insights, audiences)
+    if digest == context.cursor:
+        return dg.SkipReason("inbox files unchanged since the last run")
+    spec = SourceSpec(kind="csv", insights_path=str(insights.resolve()), audiences_path=str(audiences.resolve()))
+    try:
+        day = newest_day(spec) + timedelta(days=1)
+    except InputError as err:
+        # Bad files are reported once and not retried until they change.
+        return dg.SensorResult(skip_reason=dg.SkipReason(f"inbox files rejected: {err}"), cursor=digest)
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=digest,
+                partition_key=day.isoformat(),
+                run_config=csv_run_config(spec.insights_path, spec.audiences_path),
+                tags={"source": "csv_inbox"},
+            )
+        ],
+        cursor=digest,
+    )

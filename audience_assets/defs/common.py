@@ -1,0 +1,103 @@
+"""Shared Dagster wiring: the partitions, the DuckDB pool, table metadata and doc-test checks."""
+
+
+from datetime import date
+from typing import Any
+
+import dagster as dg
+import duckdb
+import polars as pl
+from dagster_duckdb import DuckDBResource
+
+from audience_assets.defs.docs import column_schema, run_generic_tests, table_doc
+from audience_assets.warehouse import replace_partition
+
+# The partition key is the decision date: a run for D decides on complete days before D.
+PARTITIONS = dg.DailyPartitionsDefinition(start_date="2015-01-01", end_offset=1)
+# DuckDB allows one writing process: every asset and check touching the file shares this pool.
+POOL = "duckdb"
+PREVIEW_ROWS = 10
+
+
+def as_of(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> date:
+    return date.fromisoformat(context.partition_key)
+
+
+def description(table: str) -> str:
+    return table_doc(table).description
+
+
+def markdown_preview(frame: pl.DataFrame, rows: int = PREVIEW_ROWS, columns: list[str] | None = None) -> str:
+    """A small markdown table for the Dagster UI."""
+    view = frame.select(columns) if columns else frame
+    view = view.head(rows)
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:,.2f}"
+        if isinstance(v, list):
+            v = "; ".join(map(str, v))
+        return str(v).replace("|", "\\|").replace("\n", " ")[:80] if v is not None else ""
+
+    head = "| " + " | ".join(view.columns) + " |"
+    sep = "| " + " | ".join("---" for _ in view.columns) + " |"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in view.iter_rows()]
+    return "\n".join([head, sep, *body])
+
+
+def table_metadata(conn: duckdb.DuckDBPyConnection, table: str, rows: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "dagster/row_count": rows,
+        "dagster/column_schema": column_schema(conn, table),
+        "table": dg.MetadataValue.text(table),
+        **(extra or {}),
+    }
+
+
+def write_partition(
+    context: dg.AssetExecutionContext,
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    frame: pl.DataFrame,
+    extra: dict[str, Any] | None = None,
+    preview_columns: list[str] | None = None,
+) -> dg.MaterializeResult:
+    """Replace this decision date's rows of a table and report its metadata."""
+    day = as_of(context)
+    replace_partition(conn, table, frame, "decision_date", day)
+    meta = table_metadata(conn, table, frame.height, extra)
+    if preview_columns is not None:
+        meta["preview"] = dg.MetadataValue.md(markdown_preview(frame, columns=preview_columns))
+    return dg.MaterializeResult(metadata=meta)
+
+
+def load_partition(conn: duckdb.DuckDBPyConnection, table: str, day: date) -> pl.DataFrame:
+    return conn.execute(f'SELECT * FROM "{table}" WHERE decision_date = ?', [day]).pl()
+
+
+def doc_tests_check(asset: dg.AssetsDefinition | str, table: str, partitioned: bool = True) -> dg.AssetChecksDefinition:
+    """An asset check running the table's generic tests from dbt_style_docs (WARN on failure)."""
+    key = asset.key if isinstance(asset, dg.AssetsDefinition) else dg.AssetKey(asset)
+
+    @dg.asset_check(
+        asset=key,
+        name="doc_tests",
+        description=f"Generic tests declared for {table} in dbt_style_docs",
+        pool=POOL,
+        partitions_def=PARTITIONS if partitioned else None,
+    )
+    def _check(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+        with duckdb.get_connection() as conn:
+            if partitioned and context.has_partition_key:
+                results = run_generic_tests(conn, table, "decision_date = ?", [as_of(context)])
+            else:
+                results = run_generic_tests(conn, table)
+        failed = {k: v for k, v in results.items() if v}
+        return dg.AssetCheckResult(
+            passed=not failed,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"tests_run": len(results), "failing_rows": dg.MetadataValue.json(failed)},
+            description="all passed" if not failed else "failing: " + ", ".join(failed),
+        )
+
+    return _check

@@ -1,0 +1,65 @@
+"""Confidence as a probability: Gamma-Poisson posterior of the audience's true ROAS.
+
+The true ROAS ratio to the account mean, theta, has a Gamma(k, k) prior (mean 1: shrinkage
+toward the account, k = prior_strength pseudo-orders). Revenue counts as orders of the
+account's average value, deflated by (1 + cv^2) for order-value spread; the exposure is the
+orders the account's average ROAS would have produced on the audience's spend. The posterior
+is Gamma(k + orders, k + expected orders); confidence is P(theta on the bucket's side).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from scipy.special import gammainc, gammaincc
+
+from audience_assets.engine.config import RulesConfig
+
+
+def _posterior(frame: pl.DataFrame, cfg: RulesConfig, spend: str, revenue: str, roas: str, aov: str):
+    infl = 1.0 + cfg.order_value_cv**2
+    k = cfg.prior_strength
+
+    def col(name: str) -> np.ndarray:
+        return frame[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        orders = col(revenue) / col(aov) / infl
+        expected = col(spend) * col(roas) / col(aov) / infl
+    return k + orders, k + expected
+
+
+def score_confidence(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
+    """Adds posterior figures, `p_in_bucket`, `confidence` and the long-window winner probability."""
+    a, b = _posterior(frame, cfg, "spend_window", "revenue_window", "account_avg_roas", "account_aov")
+    w = frame["winner_threshold"].to_numpy()
+    lo = frame["loser_threshold"].to_numpy()
+    bucket = frame["bucket"].to_numpy()
+    with np.errstate(invalid="ignore"):
+        p_winner = gammaincc(a, w * b)
+        p_loser = gammainc(a, lo * b)
+        p_average = 1.0 - p_winner - p_loser
+        p_in = np.select(
+            [bucket == "WINNER", bucket == "AVERAGE", bucket == "LOSER"],
+            [p_winner, p_average, p_loser],
+            default=np.nan,
+        )
+        la, lb = _posterior(frame, cfg, "spend_long", "revenue_long", "account_avg_roas_long", "account_aov_long")
+        p_long_winner = gammaincc(la, w * lb)
+        post_mean = a / b
+    frame = frame.with_columns(
+        pl.Series("posterior_roas_ratio", post_mean).fill_nan(None),
+        pl.Series("p_winner", p_winner).fill_nan(None),
+        pl.Series("p_loser", p_loser).fill_nan(None),
+        pl.Series("p_in_bucket", p_in).fill_nan(None),
+        pl.Series("p_long_winner", p_long_winner).fill_nan(None),
+    )
+    p = pl.col("p_in_bucket")
+    return frame.with_columns(
+        pl.when(p >= cfg.confidence_high)
+        .then(pl.lit("HIGH"))
+        .when(p >= cfg.confidence_medium)
+        .then(pl.lit("MEDIUM"))
+        .otherwise(pl.lit("LOW"))
+        .alias("confidence")
+    )

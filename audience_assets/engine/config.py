@@ -1,0 +1,306 @@
+"""Rule configuration: every threshold of the engine, with the spec's defaults.
+
+One pydantic model, loadable from a TOML file and overridable per run; its hash is
+stored with every decision so a decision can always be traced to the rules that made it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+AUDIENCE_TYPES = ("BROAD", "INTEREST", "LOOKALIKE", "CUSTOM")
+# Modifier keys: the four audience types, plus a narrow-lookalike key (spec 9 "Lookalike 1%").
+MODIFIER_KEYS = ("BROAD", "INTEREST", "LOOKALIKE", "LOOKALIKE_1PCT", "CUSTOM")
+
+
+class ConfigError(ValueError):
+    """A rules file or override that cannot be used; the message names the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TypeModifier(_Strict):
+    """Per audience-type adjustments (spec section 9); None means "use the global value"."""
+
+    winner_roas: float | None = Field(None, gt=0, description="WINNER at normalised ROAS >= this")
+    loser_roas: float | None = Field(None, gt=0, description="LOSER at normalised ROAS < this")
+    pause_spend_multiple: float | None = Field(
+        None, gt=0, description="a LOSER is paused only once 7-day spend >= this x target CPA"
+    )
+    decline_z: float | None = Field(None, gt=0, description="z-score of ROAS fall that is a decline")
+    scale_step_pct: float | None = Field(None, gt=0, le=100, description="budget step of a SCALE")
+    max_scale_pct: float | None = Field(None, gt=0, le=100, description="per-type cap on a step")
+    cooldown_hours: float | None = Field(None, ge=0, description="no budget change this soon after one")
+    budget_ceiling_x_median_spend: float | None = Field(
+        None, gt=0, description="no SCALE past this multiple of the account's median daily spend"
+    )
+    risk_notes: tuple[str, ...] = Field(default=(), description="risks always attached to this type")
+
+
+def _default_modifiers() -> dict[str, TypeModifier]:
+    return {
+        # Higher spend tolerance, slower pause trigger, lower ROAS threshold.
+        "BROAD": TypeModifier(
+            winner_roas=1.1, loser_roas=0.8, pause_spend_multiple=4.0, decline_z=2.5
+        ),
+        # Lower patience, faster pause when ROAS drops.
+        "INTEREST": TypeModifier(pause_spend_multiple=2.0, decline_z=1.5),
+        "LOOKALIKE": TypeModifier(),
+        # Faster scale (bigger step, shorter cooldown), faster fatigue detection, lower ceiling.
+        "LOOKALIKE_1PCT": TypeModifier(
+            scale_step_pct=25.0,
+            max_scale_pct=25.0,
+            cooldown_hours=48.0,
+            decline_z=1.5,
+            budget_ceiling_x_median_spend=3.0,
+        ),
+        # Lower scale caps, strong creative dependency.
+        "CUSTOM": TypeModifier(
+            scale_step_pct=20.0,
+            max_scale_pct=20.0,
+            budget_ceiling_x_median_spend=2.0,
+            risk_notes=(
+                "Custom audience: results depend strongly on the creative; "
+                "check creative fatigue before changing budget",
+            ),
+        ),
+    }
+
+
+class ScoreWeights(_Strict):
+    """Composite score weights (spec 6.2)."""
+
+    roas: float = Field(0.5, ge=0)
+    spend: float = Field(0.2, ge=0)
+    cvr: float = Field(0.2, ge=0)
+    purchase_volume: float = Field(0.1, ge=0)
+
+
+class RulesConfig(_Strict):
+    """All thresholds of the engine. Money is in the account's currency units."""
+
+    # Noise filter (spec 5)
+    min_spend: float = Field(3000.0, ge=0, description="min spend over the decision window")
+    min_purchases: float = Field(2.0, ge=0, description="min purchases over the decision window")
+    min_age_days: int = Field(2, ge=0, description="min days since launch")
+
+    # Windows
+    decision_window_days: int = Field(7, ge=1, le=28, description="window for buckets and filters")
+    long_window_days: int = Field(28, ge=7, le=90, description="history window for RETEST")
+    lookback_days: int = Field(7, ge=0, le=28, description="recent days re-pulled every load")
+
+    # Buckets (spec 7.1), on the 7-day ROAS against the account's 7-day average
+    winner_roas: float = Field(1.2, gt=0)
+    loser_roas: float = Field(0.9, gt=0)
+
+    # Trend states (spec 7.2)
+    trend_min_purchases: float = Field(
+        8.0, ge=0, description="below this many purchases in the window no trend is claimed"
+    )
+    trend_z: float = Field(2.0, gt=0, description="z of the late/early ROAS ratio that makes IMPROVING")
+    decline_z: float = Field(2.0, gt=0, description="z of a ROAS fall that makes DECLINING")
+    trend_min_change: float = Field(
+        0.15, ge=0, description="and the relative ROAS change must be at least this"
+    )
+    soft_decline_z: float = Field(
+        1.0, gt=0, description="a weaker fall counts as DECLINING while spend accelerates"
+    )
+    spend_acceleration_threshold: float = Field(
+        0.5, gt=0, description="spend growth (late vs early daily average) that is acceleration"
+    )
+    volatility_dispersion: float = Field(
+        2.5, gt=1, description="VOLATILE when daily CPA dispersion is this many times Poisson"
+    )
+    volatility_p: float = Field(0.01, gt=0, lt=1, description="and its chi-square p-value below this")
+    order_value_cv: float = Field(
+        0.6, ge=0, description="coefficient of variation of order values (inflates ROAS noise)"
+    )
+
+    # Decision matrix (spec 8)
+    pause_spend_multiple: float = Field(
+        3.0, gt=0, description="LOSER paused only when window spend >= this x target CPA"
+    )
+    target_cpa: dict[str, float] = Field(
+        default_factory=dict, description="per account id; else the account's window CPA"
+    )
+
+    # Confidence
+    prior_strength: float = Field(
+        5.0, gt=0, description="Gamma prior pseudo-purchases shrinking ROAS to the account mean"
+    )
+    confidence_high: float = Field(0.9, gt=0, lt=1)
+    confidence_medium: float = Field(0.7, gt=0, lt=1)
+    min_confidence_to_act: str = Field("MEDIUM", pattern="^(HIGH|MEDIUM|LOW)$")
+
+    # Guardrails (spec 10)
+    scale_step_pct: float = Field(20.0, gt=0, le=100)
+    min_scale_pct: float = Field(20.0, gt=0, le=100, description="lower edge of the scale band")
+    max_scale_pct: float = Field(30.0, gt=0, le=100, description="upper edge of the scale band")
+    cooldown_hours: float = Field(72.0, ge=0)
+    max_account_daily_increase_pct: float = Field(
+        15.0, ge=0, description="total budget added per account per day, % of its daily budgets"
+    )
+    min_spend_to_pause: float | None = Field(
+        None, ge=0, description="no PAUSE under this window spend; defaults to min_spend"
+    )
+
+    # RETEST: a proven audience whose delivery has stalled
+    retest_min_age_days: int = Field(14, ge=0)
+    retest_min_purchases: float = Field(10.0, ge=0, description="over the long window")
+
+    # Composite score (spec 6.2)
+    score_weights: ScoreWeights = Field(default_factory=ScoreWeights)
+    purchase_volume_target: float = Field(
+        50.0, gt=0, description="purchases per window that score 1.0 (Meta's learning target)"
+    )
+    normalised_cap: float = Field(5.0, gt=0, description="cap on each normalised score term")
+
+    modifiers: dict[str, TypeModifier] = Field(default_factory=_default_modifiers)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RulesConfig:
+        if self.loser_roas > self.winner_roas:
+            raise ValueError("loser_roas must not exceed winner_roas")
+        if self.confidence_medium > self.confidence_high:
+            raise ValueError("confidence_medium must not exceed confidence_high")
+        if not self.min_scale_pct <= self.scale_step_pct <= self.max_scale_pct:
+            raise ValueError("scale_step_pct must lie within [min_scale_pct, max_scale_pct]")
+        unknown = set(self.modifiers) - set(MODIFIER_KEYS)
+        if unknown:
+            raise ValueError(f"unknown modifier keys {sorted(unknown)}; expected {MODIFIER_KEYS}")
+        for key, mod in self.modifiers.items():
+            winner = mod.winner_roas or self.winner_roas
+            loser = mod.loser_roas or self.loser_roas
+            if loser > winner:
+                raise ValueError(f"modifiers.{key}: loser_roas must not exceed winner_roas")
+            for name in ("scale_step_pct", "max_scale_pct"):
+                value = getattr(mod, name)
+                if value is not None and value > self.max_scale_pct:
+                    raise ValueError(
+                        f"modifiers.{key}.{name}={value} exceeds max_scale_pct={self.max_scale_pct}"
+                    )
+        return self
+
+    # Resolved per-type values -------------------------------------------------
+    def modifier(self, key: str) -> TypeModifier:
+        return self.modifiers.get(key, TypeModifier())
+
+    def resolved(self, key: str, name: str) -> Any:
+        """The per-type value of a field, falling back to the global one."""
+        value = getattr(self.modifier(key), name)
+        if value is not None:
+            return value
+        if name == "budget_ceiling_x_median_spend":
+            return None
+        return getattr(self, name)
+
+    def type_scale_pct(self, key: str) -> float:
+        """The step a SCALE takes for this type, within the band and the type's cap."""
+        step = self.resolved(key, "scale_step_pct")
+        cap = self.resolved(key, "max_scale_pct")
+        return min(step, cap, self.max_scale_pct)
+
+    @property
+    def pause_min_spend(self) -> float:
+        return self.min_spend if self.min_spend_to_pause is None else self.min_spend_to_pause
+
+    def config_hash(self) -> str:
+        """A short stable hash of every value, recorded on each decision row."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _format_errors(err: ValidationError, where: str) -> str:
+    lines = [f"invalid rules configuration in {where}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        lines.append(f"  {loc}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def build_config(values: dict[str, Any] | None = None, where: str = "overrides") -> RulesConfig:
+    """Validate a dict of settings into a RulesConfig, with an error naming each bad field."""
+    try:
+        return RulesConfig.model_validate(values or {})
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, where)) from None
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RulesConfig:
+    """Load rules from a TOML file (optional) and apply per-run overrides on top."""
+    values: dict[str, Any] = {}
+    where = "overrides"
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"rules file {p} does not exist")
+        try:
+            values = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"rules file {p} is not valid TOML: {err}") from None
+        where = str(p)
+    if overrides:
+        values = _merge(values, overrides)
+        where = f"{where} + overrides" if path else "overrides"
+    if "modifiers" in values:
+        defaults = {k: v.model_dump(exclude_none=True) for k, v in _default_modifiers().items()}
+        values["modifiers"] = _merge(defaults, values["modifiers"])
+    return build_config(values, where)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def to_toml(cfg: RulesConfig) -> str:
+    """The configuration as a commented TOML file (`audience-engine config` prints it)."""
+    lines = ["# Audience engine rules. Money is in the account's currency units.", ""]
+    tables: list[tuple[str, dict[str, Any], type[BaseModel] | None]] = []
+    for name, field in RulesConfig.model_fields.items():
+        value = getattr(cfg, name)
+        if isinstance(value, BaseModel):
+            tables.append((name, value.model_dump(), type(value)))
+        elif isinstance(value, dict) and name == "modifiers":
+            for key, mod in value.items():
+                tables.append((f"modifiers.{key}", mod.model_dump(exclude_none=True), TypeModifier))
+        elif isinstance(value, dict):
+            tables.append((name, value, None))
+        elif value is not None:
+            if field.description:
+                lines.append(f"# {field.description}")
+            lines.append(f"{name} = {_toml_value(value)}")
+    for table, values, model in tables:
+        lines += ["", f"[{table}]"]
+        for key, value in values.items():
+            desc = model.model_fields[key].description if model and key in model.model_fields else None
+            if desc:
+                lines.append(f"# {desc}")
+            key_text = key if key.replace("_", "").isalnum() else json.dumps(key)
+            lines.append(f"{key_text} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"

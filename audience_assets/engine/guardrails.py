@@ -1,0 +1,215 @@
+"""Guardrails (spec 10): hard limits applied after the matrix, and an independent verifier.
+
+`apply_guardrails` turns a proposed action into an allowed one. `verify_guardrails` re-derives
+every limit from the decision rows alone and lists violations; the blocking asset check runs it,
+so a bug in `apply_guardrails` cannot reach an ad account.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from audience_assets.engine.config import RulesConfig
+from audience_assets.engine.decisions import CONFIDENCE_ORDER
+from audience_assets.engine.fmt import money, num, pct
+from audience_assets.engine.prepare import per_type
+
+ACTIONS = ("SCALE", "HOLD", "PAUSE", "RETEST")
+_EPS = 0.01
+
+
+def _type_step(cfg: RulesConfig) -> pl.Expr:
+    mapping = {k: cfg.type_scale_pct(k) for k in cfg.modifiers}
+    return pl.col("modifier_key").replace_strict(
+        mapping, default=cfg.type_scale_pct("__none__"), return_dtype=pl.Float64
+    )
+
+
+def _limits(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
+    """Per-row limits, computed the same way by the applier and the verifier."""
+    return frame.with_columns(
+        _type_step(cfg).alias("type_scale_pct"),
+        per_type(cfg, "cooldown_hours").alias("cooldown_hours"),
+        (
+            per_type(cfg, "budget_ceiling_x_median_spend")
+            * pl.col("median_audience_spend")
+            / pl.col("window_days")
+        ).alias("budget_ceiling"),
+    ).with_columns(
+        (
+            pl.col("current_daily_budget")
+            .filter(pl.col("current_daily_budget") > 0)
+            .sum()
+            .over("account_id")
+            * cfg.max_account_daily_increase_pct
+            / 100.0
+        ).alias("account_increase_cap")
+    )
+
+
+def apply_guardrails(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
+    """Replaces `action` with the allowed action; adds scale, new budget and the guardrail applied."""
+    frame = _limits(frame, cfg).rename({"action": "proposed_action"})
+    base = pl.col("current_daily_budget")
+    scale = pl.col("proposed_action") == "SCALE"
+    ceiling_pct = ((pl.col("budget_ceiling") / base - 1.0) * 100.0).floor()
+    step = pl.min_horizontal(pl.col("type_scale_pct"), ceiling_pct.fill_null(float("inf")))
+    frame = frame.with_columns(pl.when(scale).then(step).otherwise(0.0).alias("_pct"))
+
+    no_budget = scale & (base.is_null() | (base <= 0))
+    cooldown = scale & (pl.col("hours_since_budget_change") < pl.col("cooldown_hours"))
+    ceiling = scale & (pl.col("_pct") < cfg.min_scale_pct)
+    pause_min = (pl.col("proposed_action") == "PAUSE") & (pl.col("spend_window") < cfg.pause_min_spend)
+    frame = frame.with_columns(
+        pl.when(no_budget)
+        .then(pl.lit("no_budget"))
+        .when(cooldown)
+        .then(pl.lit("cooldown"))
+        .when(ceiling)
+        .then(pl.lit("budget_ceiling"))
+        .when(pause_min)
+        .then(pl.lit("pause_min_spend"))
+        .alias("guardrail")
+    )
+    # Account-wide cap on budget added today: the best-scored SCALEs go first.
+    still_scaling = scale & pl.col("guardrail").is_null()
+    frame = frame.with_columns(
+        pl.when(still_scaling).then(base * pl.col("_pct") / 100.0).otherwise(0.0).alias("_increase")
+    ).sort(["account_id", "score"], descending=[False, True], nulls_last=True)
+    frame = frame.with_columns(
+        pl.col("_increase").cum_sum().over("account_id").alias("_cum_increase")
+    ).with_columns(
+        pl.when(still_scaling & (pl.col("_cum_increase") > pl.col("account_increase_cap").fill_null(0.0) + _EPS))
+        .then(pl.lit("account_daily_cap"))
+        .otherwise(pl.col("guardrail"))
+        .alias("guardrail")
+    )
+    # Later rows must not count an increase that the cap has just refused.
+    frame = frame.with_columns(
+        pl.when(pl.col("guardrail") == "account_daily_cap").then(0.0).otherwise(pl.col("_increase")).alias("_increase")
+    )
+    blocked = pl.col("guardrail").is_not_null()
+    final = pl.when(blocked).then(pl.lit("HOLD")).otherwise(pl.col("proposed_action"))
+    frame = frame.with_columns(final.alias("action")).with_columns(
+        pl.when(pl.col("action") == "SCALE").then(pl.col("_pct")).otherwise(0.0).cast(pl.Int64).alias("scale_percentage"),
+    ).with_columns(
+        pl.when(pl.col("action") == "SCALE")
+        .then((base * (1.0 + pl.col("scale_percentage") / 100.0)).round(2))
+        .otherwise(base.round(2))
+        .alias("new_daily_budget"),
+        _guardrail_text(cfg).alias("guardrail_reason"),
+        pl.when((pl.col("action") == "SCALE") & (pl.col("scale_percentage") < cfg.scale_step_pct))
+        .then(pl.format("step limited to {}% by the {} cap or budget ceiling", pl.col("scale_percentage").cast(pl.Utf8), pl.col("modifier_key")))
+        .when((pl.col("action") == "SCALE") & (pl.col("scale_percentage") > cfg.scale_step_pct))
+        .then(pl.format("{} step of {}%", pl.col("modifier_key"), pl.col("scale_percentage").cast(pl.Utf8)))
+        .alias("guardrail_note"),
+    )
+    return frame.drop("_pct", "_increase", "_cum_increase")
+
+
+def _guardrail_text(cfg: RulesConfig) -> pl.Expr:
+    g = pl.col("guardrail")
+    return (
+        pl.when(g == "no_budget")
+        .then(pl.lit("SCALE held: no daily budget and no recent spend to scale from"))
+        .when(g == "cooldown")
+        .then(
+            pl.format(
+                "SCALE held: budget last changed {} h before this decision, inside the {} h cooldown",
+                num(pl.col("hours_since_budget_change").round(0)),
+                num(pl.col("cooldown_hours")),
+            )
+        )
+        .when(g == "budget_ceiling")
+        .then(
+            pl.format(
+                "SCALE held: daily budget {} is at the {} ceiling of {}",
+                money(pl.col("current_daily_budget")),
+                pl.col("modifier_key"),
+                money(pl.col("budget_ceiling")),
+            )
+        )
+        .when(g == "pause_min_spend")
+        .then(
+            pl.format(
+                "PAUSE held: spend {} is under the {} minimum for a pause",
+                money(pl.col("spend_window")),
+                money(pl.lit(cfg.pause_min_spend)),
+            )
+        )
+        .when(g == "account_daily_cap")
+        .then(
+            pl.format(
+                "SCALE held: the account's budget increases today already reach the cap of {} ({} of daily budgets)",
+                money(pl.col("account_increase_cap")),
+                pct(pl.lit(cfg.max_account_daily_increase_pct / 100.0)),
+            )
+        )
+    )
+
+
+def verify_guardrails(decisions: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
+    """Every guardrail violation in a decisions table: one row per (audience, rule)."""
+    frame = _limits(decisions, cfg)
+    need = CONFIDENCE_ORDER[cfg.min_confidence_to_act]
+    action = pl.col("action")
+    pct_col = pl.col("scale_percentage")
+    base = pl.col("current_daily_budget")
+    conf_rank = pl.col("confidence").replace_strict(CONFIDENCE_ORDER, default=-1, return_dtype=pl.Int8)
+    increase = pl.when(action == "SCALE").then(pl.col("new_daily_budget") - base).otherwise(0.0)
+    frame = frame.with_columns(increase.sum().over("account_id").alias("_account_increase"))
+    rules: list[tuple[str, pl.Expr, pl.Expr]] = [
+        ("unknown_action", ~action.is_in(ACTIONS), pl.format("action {} is not allowed", action)),
+        (
+            "scale_pct_without_scale",
+            (action != "SCALE") & (pct_col != 0),
+            pl.format("{} carries scale_percentage {}", action, pct_col),
+        ),
+        (
+            "scale_band",
+            (action == "SCALE") & ((pct_col < cfg.min_scale_pct) | (pct_col > pl.col("type_scale_pct"))),
+            pl.format("scale {}% outside [{}, {}]%", pct_col, pl.lit(cfg.min_scale_pct), pl.col("type_scale_pct")),
+        ),
+        (
+            "cooldown",
+            (action == "SCALE") & (pl.col("hours_since_budget_change") < pl.col("cooldown_hours")),
+            pl.format("scaled {} h after a budget change (cooldown {} h)", pl.col("hours_since_budget_change"), pl.col("cooldown_hours")),
+        ),
+        (
+            "new_budget",
+            (action == "SCALE")
+            & (
+                base.is_null()
+                | ((pl.col("new_daily_budget") - base * (1 + pct_col / 100.0)).abs() > _EPS)
+                | (pl.col("new_daily_budget") > pl.col("budget_ceiling") + _EPS).fill_null(False)
+            ),
+            pl.format("new budget {} from {} at {}% (ceiling {})", pl.col("new_daily_budget"), base, pct_col, pl.col("budget_ceiling")),
+        ),
+        (
+            "pause_min_spend",
+            (action == "PAUSE") & (pl.col("spend_window") < cfg.pause_min_spend),
+            pl.format("paused at spend {} under {}", pl.col("spend_window"), pl.lit(cfg.pause_min_spend)),
+        ),
+        (
+            "not_eligible",
+            action.is_in(["SCALE", "PAUSE"]) & ~pl.col("eligible"),
+            pl.format("{} on an audience filtered as noise", action),
+        ),
+        (
+            "confidence",
+            action.is_in(["SCALE", "PAUSE", "RETEST"]) & (conf_rank < need),
+            pl.format("{} at confidence {}", action, pl.col("confidence")),
+        ),
+        (
+            "account_daily_cap",
+            pl.col("_account_increase") > pl.col("account_increase_cap").fill_null(0.0) + _EPS,
+            pl.format("account adds {} a day, cap {}", pl.col("_account_increase"), pl.col("account_increase_cap")),
+        ),
+    ]
+    parts = [
+        frame.filter(cond.fill_null(False)).select(
+            "decision_date", "account_id", "adset_id", pl.lit(name).alias("rule"), detail.alias("detail")
+        )
+        for name, cond, detail in rules
+    ]
+    return pl.concat(parts)

@@ -1,0 +1,131 @@
+"""Join window metrics with benchmarks and metadata; normalise and score (spec 4, 6)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+
+from audience_assets.engine.config import RulesConfig
+
+KEYS = ["decision_date", "account_id", "adset_id"]
+
+
+def modifier_key() -> pl.Expr:
+    """BROAD/INTEREST/LOOKALIKE/CUSTOM, with lookalikes of at most 1 % as LOOKALIKE_1PCT."""
+    return (
+        pl.when((pl.col("audience_type") == "LOOKALIKE") & (pl.col("lookalike_pct") <= 1.0))
+        .then(pl.lit("LOOKALIKE_1PCT"))
+        .otherwise(pl.col("audience_type"))
+    )
+
+
+def per_type(cfg: RulesConfig, name: str, key: str = "modifier_key") -> pl.Expr:
+    """A per-audience-type value of a config field, as a column."""
+    mapping = {k: cfg.resolved(k, name) for k in cfg.modifiers}
+    default = cfg.resolved("__none__", name)
+    return pl.col(key).replace_strict(mapping, default=default, return_dtype=pl.Float64)
+
+
+def prepare(
+    window: pl.DataFrame,
+    account_bench: pl.DataFrame,
+    campaign_bench: pl.DataFrame,
+    metadata: pl.DataFrame,
+    history: pl.DataFrame,
+    cfg: RulesConfig,
+    as_of: date,
+) -> pl.DataFrame:
+    """One row per audience with everything the rules read, as of the decision date."""
+    acct = account_bench.select(
+        "account_id",
+        pl.col("avg_roas").alias("account_avg_roas"),
+        pl.col("derived_cpa"),
+        pl.col("avg_cvr").alias("account_avg_cvr"),
+        pl.col("avg_order_value").alias("account_aov"),
+        pl.col("median_audience_spend"),
+        pl.col("avg_roas_long").alias("account_avg_roas_long"),
+        pl.col("avg_order_value_long").alias("account_aov_long"),
+    )
+    camp = campaign_bench.select(
+        "account_id", "campaign_id", pl.col("avg_roas").alias("campaign_avg_roas")
+    )
+    meta = metadata.select(
+        "account_id",
+        "adset_id",
+        "audience_type",
+        "lookalike_pct",
+        "source_quality",
+        "launched_on",
+        "daily_budget",
+        "last_budget_change_at",
+    )
+    last_engine_change = (
+        history.filter(
+            (pl.col("decision_date") < as_of) & (pl.col("action") == "SCALE")
+        )
+        .group_by("account_id", "adset_id")
+        .agg(pl.col("decision_date").max().cast(pl.Datetime("us")).alias("last_engine_change_at"))
+        if history.height
+        else pl.DataFrame(
+            schema={"account_id": pl.Utf8, "adset_id": pl.Utf8, "last_engine_change_at": pl.Datetime("us")}
+        )
+    )
+    decision_time = pl.lit(as_of).cast(pl.Datetime("us"))
+    target = pl.col("account_id").replace_strict(cfg.target_cpa, default=None, return_dtype=pl.Float64)
+    # A change stamped after the decision time is ignored: it cannot inform a replay of the past.
+    meta_change = pl.col("last_budget_change_at").cast(pl.Datetime("us"))
+    meta_change = pl.when(meta_change <= decision_time).then(meta_change)
+    frame = (
+        window.join(acct, on="account_id", how="left")
+        .join(camp, on=["account_id", "campaign_id"], how="left")
+        .join(meta, on=["account_id", "adset_id"], how="left")
+        .join(last_engine_change, on=["account_id", "adset_id"], how="left")
+        .with_columns(
+            modifier_key().alias("modifier_key"),
+            (pl.lit(as_of) - pl.coalesce("launched_on", "first_spend_date")).dt.total_days().alias("age_days"),
+            pl.coalesce(target, pl.col("derived_cpa")).alias("target_cpa"),
+            pl.when(target.is_not_null()).then(pl.lit("configured")).otherwise(pl.lit("derived")).alias(
+                "target_cpa_source"
+            ),
+            pl.coalesce(pl.col("daily_budget"), pl.col("spend_3d") / 3).alias("current_daily_budget"),
+            pl.when(pl.col("daily_budget").is_not_null())
+            .then(pl.lit("metadata"))
+            .otherwise(pl.lit("estimated_from_spend"))
+            .alias("budget_source"),
+            pl.max_horizontal(meta_change, pl.col("last_engine_change_at")).alias("last_budget_change_at"),
+        )
+        .with_columns(
+            ((decision_time - pl.col("last_budget_change_at")).dt.total_minutes() / 60.0).alias(
+                "hours_since_budget_change"
+            )
+        )
+        .drop("last_engine_change_at")
+    )
+    return normalise(frame, cfg)
+
+
+def normalise(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
+    """Normalised metrics and the composite score (spec 6); scores rank, they do not act."""
+    w = cfg.score_weights
+    cap = cfg.normalised_cap
+
+    def capped(expr: pl.Expr) -> pl.Expr:
+        return expr.clip(0.0, cap)
+
+    return frame.with_columns(
+        (pl.col("roas_window") / pl.col("account_avg_roas")).alias("normalized_roas"),
+        (pl.col("roas_window") / pl.col("campaign_avg_roas")).alias("normalized_roas_campaign"),
+        (pl.col("spend_window") / pl.col("median_audience_spend")).alias("normalized_spend"),
+        (pl.col("cvr_window") / pl.col("account_avg_cvr")).alias("normalized_cvr"),
+        (pl.col("purchases_window") / cfg.purchase_volume_target).clip(0.0, 1.0).alias(
+            "purchase_volume_score"
+        ),
+    ).with_columns(
+        (
+            capped(pl.col("normalized_roas").fill_null(0.0).fill_nan(0.0)) * w.roas
+            + capped(pl.col("normalized_spend").fill_null(0.0).fill_nan(0.0)) * w.spend
+            + capped(pl.col("normalized_cvr").fill_null(0.0).fill_nan(0.0)) * w.cvr
+            + pl.col("purchase_volume_score") * w.purchase_volume
+        ).alias("score")
+    )

@@ -1,0 +1,75 @@
+"""Recommendation rows (spec section 12) from decision rows, ranked by composite score."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from audience_assets.engine.schema import AudienceMetrics, Recommendation
+
+METRIC_COLUMNS = {
+    "window_days": "window_days",
+    "spend": "spend_window",
+    "purchases": "purchases_window",
+    "revenue": "revenue_window",
+    "roas": "roas_window",
+    "account_avg_roas": "account_avg_roas",
+    "normalized_roas": "normalized_roas",
+    "cpa": "cpa_window",
+    "target_cpa": "target_cpa",
+    "ctr": "ctr_window",
+    "cvr": "cvr_window",
+    "roas_change": "roas_change",
+    "spend_acceleration": "spend_acceleration",
+    "p_true_roas_in_bucket": "p_in_bucket",
+    "score": "score",
+}
+
+
+def to_recommendations(decisions: pl.DataFrame) -> pl.DataFrame:
+    """One row per audience in the spec's shape plus context, rank 1 = best composite score."""
+    ranked = decisions.sort(
+        ["eligible", "score", "adset_id"], descending=[True, True, False], nulls_last=True
+    ).with_row_index("rank", offset=1)
+    return ranked.select(
+        "decision_date",
+        pl.col("rank").cast(pl.Int64),
+        "account_id",
+        "campaign_id",
+        "campaign_name",
+        pl.col("adset_id").alias("audience_id"),
+        pl.col("adset_name").alias("audience_name"),
+        pl.col("audience_type"),
+        "action",
+        pl.col("scale_percentage").cast(pl.Int64),
+        "confidence",
+        "reasons",
+        "risks",
+        "eligible",
+        pl.when(pl.col("eligible")).then(pl.col("bucket")).alias("bucket"),
+        pl.when(pl.col("eligible")).then(pl.col("trend")).alias("trend"),
+        "currency",
+        "current_daily_budget",
+        "new_daily_budget",
+        *[pl.col(src).alias(f"metric_{name}") for name, src in METRIC_COLUMNS.items()],
+        pl.lit("template").alias("explanation_source"),
+        "config_hash",
+    )
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and value != value:  # NaN has no JSON form
+        return None
+    return value
+
+
+def to_models(rows: pl.DataFrame) -> list[Recommendation]:
+    """Validate recommendation rows into pydantic models (the JSON boundary)."""
+    out = []
+    for row in rows.iter_rows(named=True):
+        metrics = {name: _clean(row.pop(f"metric_{name}")) for name in METRIC_COLUMNS}
+        row = {k: _clean(v) for k, v in row.items()}
+        row["currency"] = row.get("currency") or ""
+        out.append(Recommendation(**row, metrics=AudienceMetrics(**metrics)))
+    return out
