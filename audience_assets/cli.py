@@ -80,7 +80,11 @@ class _ProgressHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         meta = getattr(record, "dagster_meta", None)
-        event = getattr(meta, "get", lambda *_: None)("dagster_event") if isinstance(meta, dict) else getattr(meta, "dagster_event", None)
+        event = (
+            getattr(meta, "get", lambda *_: None)("dagster_event")
+            if isinstance(meta, dict)
+            else getattr(meta, "dagster_event", None)
+        )
         if event is None:
             return
         kind = event.event_type_value
@@ -124,8 +128,8 @@ def run_graph(
     warnings.filterwarnings("ignore")
     import dagster as dg
 
-    from audience_assets.defs.automation import MAIN_JOB
     from audience_assets.definitions import defs
+    from audience_assets.defs.automation import MAIN_JOB
 
     # Fail fast on a bad rules file, before any run starts.
     load_config(rules_path, overrides)
@@ -153,7 +157,10 @@ def run_graph(
         raise err or CliError("the run failed", 1)
     for check in result.get_asset_check_evaluations():
         if not check.passed and check.severity.value == "ERROR":
-            raise CliError(f"guardrail check {check.asset_check_key.name} failed: recommendations were not produced", EXIT_GUARDRAIL)
+            raise CliError(
+                f"guardrail check {check.asset_check_key.name} failed: recommendations were not produced",
+                EXIT_GUARDRAIL,
+            )
     return result
 
 
@@ -244,7 +251,11 @@ def cmd_recommend(args) -> int:
         for flag, path in (("--insights", args.insights), ("--audiences", args.audiences)):
             if not Path(path).is_file():
                 raise CliError(f"{flag} {path}: file not found")
-        source = {"kind": "csv", "insights_path": str(Path(args.insights).resolve()), "audiences_path": str(Path(args.audiences).resolve())}
+        source = {
+            "kind": "csv",
+            "insights_path": str(Path(args.insights).resolve()),
+            "audiences_path": str(Path(args.audiences).resolve()),
+        }
     else:
         source = {"kind": "sample"}
     spec = SourceSpec(**source)
@@ -269,10 +280,23 @@ def cmd_schema(_args) -> int:
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--as-of", type=_parse_date, help="decision date YYYY-MM-DD: only complete days before it are used (default: the day after the newest row)")
+    p.add_argument(
+        "--as-of",
+        type=_parse_date,
+        help="decision date YYYY-MM-DD: only complete days before it are used (default: the day after the newest row)",
+    )
     p.add_argument("--config", help="rules file (TOML); see `audience-engine config` for every setting and its default")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one rule for this run, e.g. --set min_spend=5000 --set modifiers.BROAD.winner_roas=1.15")
-    p.add_argument("--db", default=database_path(), help="DuckDB warehouse file (default: $AUDIENCE_ENGINE_DB or data/warehouse.duckdb)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override one rule for this run, e.g. --set min_spend=5000 --set modifiers.BROAD.winner_roas=1.15",
+    )
+    p.add_argument(
+        "--db",
+        default=database_path(),
+        help="DuckDB warehouse file (default: $AUDIENCE_ENGINE_DB or data/warehouse.duckdb)",
+    )
     p.add_argument("--out", default=DEFAULT_OUT, help=f"recommendations JSON to write (default {DEFAULT_OUT})")
     p.add_argument("--top", type=int, default=40, help="rows of the ranked table to print (default 40)")
     p.add_argument("--quiet", action="store_true", help="no progress and no table; just write the JSON")
@@ -285,23 +309,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    rec = sub.add_parser("recommend", help="recommendations from CSV exports (or the sample account)", description="Load insights and audiences, run the whole asset graph for a decision date, write recommendations JSON and print the ranked table.")
+    rec = sub.add_parser(
+        "recommend",
+        help="recommendations from CSV exports (or the sample account)",
+        description="Load insights and audiences, run the whole asset graph for a decision date, write recommendations JSON and print the ranked table.",
+    )
     rec.add_argument("--source", choices=["csv", "sample"], default="csv", help="where data comes from (default csv)")
-    rec.add_argument("--insights", help="insights CSV: date_start, account_id, campaign_id, campaign_name, adset_id, adset_name, spend, impressions, clicks, purchases, purchase_value [, account_currency]")
-    rec.add_argument("--audiences", help="audiences CSV: adset_id, audience_type [, lookalike_pct, source_quality, launched_on, daily_budget, last_budget_change_at]")
+    rec.add_argument(
+        "--insights",
+        help="insights CSV: date_start, account_id, campaign_id, campaign_name, adset_id, adset_name, spend, impressions, clicks, purchases, purchase_value [, account_currency]",
+    )
+    rec.add_argument(
+        "--audiences",
+        help="audiences CSV: adset_id, audience_type [, lookalike_pct, source_quality, launched_on, daily_budget, last_budget_change_at]",
+    )
     _add_run_options(rec)
     rec.set_defaults(func=cmd_recommend)
 
-    demo = sub.add_parser("demo", help="the main job on the embedded sample account", description="Materialise the whole graph on the embedded sample account (seeded, INR) and print the ranked recommendations.")
+    demo = sub.add_parser(
+        "demo",
+        help="the main job on the embedded sample account",
+        description="Materialise the whole graph on the embedded sample account (seeded, INR) and print the ranked recommendations.",
+    )
     _add_run_options(demo)
     demo.set_defaults(func=cmd_demo)
 
-    cfg = sub.add_parser("config", help="print the rules configuration as TOML", description="Print every rule setting with its value: the defaults, or a rules file with overrides applied.")
+    cfg = sub.add_parser(
+        "config",
+        help="print the rules configuration as TOML",
+        description="Print every rule setting with its value: the defaults, or a rules file with overrides applied.",
+    )
     cfg.add_argument("--config", help="rules file (TOML) to validate and print")
     cfg.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting")
     cfg.set_defaults(func=cmd_config)
 
-    schema = sub.add_parser("schema", help="print the JSON Schema of the recommendations file", description="Print the JSON Schema of the recommendations file written by recommend and demo.")
+    schema = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of the recommendations file",
+        description="Print the JSON Schema of the recommendations file written by recommend and demo.",
+    )
     schema.set_defaults(func=cmd_schema)
     return parser
 

@@ -139,10 +139,7 @@ def extract(spec: SourceSpec, as_of: date, stored_first_day: dict[str, date], lo
         window_start = as_of - timedelta(days=lookback_days)
         first = insights.group_by("account_id").agg(pl.col("date").min())
         # Incremental once the warehouse already holds everything before the lookback window.
-        covered = all(
-            acct in stored_first_day and stored_first_day[acct] <= day
-            for acct, day in first.iter_rows()
-        )
+        covered = all(acct in stored_first_day and stored_first_day[acct] <= day for acct, day in first.iter_rows())
         if covered:
             full = False
             insights = insights.filter(pl.col("date") >= window_start)

@@ -75,9 +75,7 @@ def _ensure_table(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFra
         conn.unregister("_frame_schema")
 
 
-def replace_partition(
-    conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, key: str, value: Any
-) -> int:
+def replace_partition(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, key: str, value: Any) -> int:
     """Replace the rows of one partition (key = value) with frame, in one transaction."""
     if frame.height and frame[key].n_unique() > 1:
         raise ValueError(f"{table}: frame holds several values of {key}")
@@ -113,12 +111,8 @@ def replace_days(
             f'CREATE OR REPLACE TEMP TABLE _existing AS SELECT DISTINCT account_id, date FROM "{table}" '
             "SEMI JOIN _days USING (account_id, date)"
         )
-        before = conn.execute(
-            f'SELECT {totals} FROM "{table}" SEMI JOIN _existing USING (account_id, date)'
-        ).fetchone()
-        after = conn.execute(
-            f"SELECT {totals} FROM _frame SEMI JOIN _existing USING (account_id, date)"
-        ).fetchone()
+        before = conn.execute(f'SELECT {totals} FROM "{table}" SEMI JOIN _existing USING (account_id, date)').fetchone()
+        after = conn.execute(f"SELECT {totals} FROM _frame SEMI JOIN _existing USING (account_id, date)").fetchone()
         restated_days = conn.execute("SELECT count(*) FROM _existing").fetchone()
         conn.execute(
             f'DELETE FROM "{table}" t WHERE EXISTS '
@@ -143,9 +137,7 @@ def replace_days(
     }
 
 
-def read_partition(
-    conn: duckdb.DuckDBPyConnection, table: str, key: str, value: Any
-) -> pl.DataFrame:
+def read_partition(conn: duckdb.DuckDBPyConnection, table: str, key: str, value: Any) -> pl.DataFrame:
     """All rows of one partition of a table."""
     return conn.execute(f'SELECT * FROM "{table}" WHERE "{key}" = ?', [value]).pl()
 

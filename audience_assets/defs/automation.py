@@ -1,6 +1,5 @@
 """The main job, its daily schedule, and the sensor that notices new CSV exports in an inbox."""
 
-
 import hashlib
 import os
 from datetime import timedelta
@@ -42,7 +41,9 @@ def _digest(*paths: Path) -> str:
 
 
 def csv_run_config(insights: str, audiences: str) -> dict:
-    return {"resources": {"source": {"config": {"kind": "csv", "insights_path": insights, "audiences_path": audiences}}}}
+    return {
+        "resources": {"source": {"config": {"kind": "csv", "insights_path": insights, "audiences_path": audiences}}}
+    }
 
 
 @dg.sensor(

@@ -1,6 +1,5 @@
 """Shared Dagster wiring: the partitions, the DuckDB pool, table metadata and doc-test checks."""
 
-
 from datetime import date
 from typing import Any
 
@@ -45,7 +44,9 @@ def markdown_preview(frame: pl.DataFrame, rows: int = PREVIEW_ROWS, columns: lis
     return "\n".join([head, sep, *body])
 
 
-def table_metadata(conn: duckdb.DuckDBPyConnection, table: str, rows: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def table_metadata(
+    conn: duckdb.DuckDBPyConnection, table: str, rows: int, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "dagster/row_count": rows,
         "dagster/column_schema": column_schema(conn, table),

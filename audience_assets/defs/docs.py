@@ -77,7 +77,9 @@ def all_docs() -> dict[str, TableDoc]:
                 cols[cname] = ColumnDoc(cname, " ".join(text.split()), tuple(col.get("tests", ())))
             if name in out:
                 raise DocsError(f"{path.name}: {name} is documented twice")
-            out[name] = TableDoc(name, path.stem, " ".join(model["description"].split()), cols, tuple(model.get("tests", ())))
+            out[name] = TableDoc(
+                name, path.stem, " ".join(model["description"].split()), cols, tuple(model.get("tests", ()))
+            )
     return out
 
 
@@ -118,7 +120,10 @@ def _test_queries(doc: TableDoc, where: str) -> list[tuple[str, str]]:
                 out.append((f"not_null({col.name})", f"SELECT count(*) FROM {t} WHERE {where} AND {c} IS NULL"))
             elif test == "unique":
                 out.append(
-                    (f"unique({col.name})", f"SELECT count(*) - count(DISTINCT {c}) FROM {t} WHERE {where} AND {c} IS NOT NULL")
+                    (
+                        f"unique({col.name})",
+                        f"SELECT count(*) - count(DISTINCT {c}) FROM {t} WHERE {where} AND {c} IS NOT NULL",
+                    )
                 )
             elif isinstance(test, dict) and "accepted_values" in test:
                 values = ", ".join(_quote(v) for v in test["accepted_values"]["values"])
@@ -145,7 +150,9 @@ def _test_queries(doc: TableDoc, where: str) -> list[tuple[str, str]]:
     return out
 
 
-def run_generic_tests(conn: duckdb.DuckDBPyConnection, table: str, where: str = "TRUE", params: list[Any] | None = None) -> dict[str, int]:
+def run_generic_tests(
+    conn: duckdb.DuckDBPyConnection, table: str, where: str = "TRUE", params: list[Any] | None = None
+) -> dict[str, int]:
     """Failing-row counts per generic test (0 = pass)."""
     doc = table_doc(table)
     return {name: int(conn.execute(sql, params or []).fetchone()[0]) for name, sql in _test_queries(doc, where)}

@@ -1,6 +1,5 @@
 """Dagster resources: the warehouse, the rules and the data source, all configurable per run."""
 
-
 import json
 from datetime import date
 

@@ -48,9 +48,7 @@ class TypeModifier(_Strict):
 def _default_modifiers() -> dict[str, TypeModifier]:
     return {
         # Higher spend tolerance, slower pause trigger, lower ROAS threshold.
-        "BROAD": TypeModifier(
-            winner_roas=1.1, loser_roas=0.8, pause_spend_multiple=4.0, decline_z=2.5
-        ),
+        "BROAD": TypeModifier(winner_roas=1.1, loser_roas=0.8, pause_spend_multiple=4.0, decline_z=2.5),
         # Lower patience, faster pause when ROAS drops.
         "INTEREST": TypeModifier(pause_spend_multiple=2.0, decline_z=1.5),
         "LOOKALIKE": TypeModifier(),
@@ -107,12 +105,8 @@ class RulesConfig(_Strict):
     )
     trend_z: float = Field(2.0, gt=0, description="z of the late/early ROAS ratio that makes IMPROVING")
     decline_z: float = Field(2.0, gt=0, description="z of a ROAS fall that makes DECLINING")
-    trend_min_change: float = Field(
-        0.15, ge=0, description="and the relative ROAS change must be at least this"
-    )
-    soft_decline_z: float = Field(
-        1.0, gt=0, description="a weaker fall counts as DECLINING while spend accelerates"
-    )
+    trend_min_change: float = Field(0.15, ge=0, description="and the relative ROAS change must be at least this")
+    soft_decline_z: float = Field(1.0, gt=0, description="a weaker fall counts as DECLINING while spend accelerates")
     spend_acceleration_threshold: float = Field(
         0.5, gt=0, description="spend growth (late vs early daily average) that is acceleration"
     )
@@ -184,9 +178,7 @@ class RulesConfig(_Strict):
             for name in ("scale_step_pct", "max_scale_pct"):
                 value = getattr(mod, name)
                 if value is not None and value > self.max_scale_pct:
-                    raise ValueError(
-                        f"modifiers.{key}.{name}={value} exceeds max_scale_pct={self.max_scale_pct}"
-                    )
+                    raise ValueError(f"modifiers.{key}.{name}={value} exceeds max_scale_pct={self.max_scale_pct}")
         return self
 
     # Resolved per-type values -------------------------------------------------

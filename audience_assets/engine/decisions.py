@@ -46,7 +46,10 @@ def apply_matrix(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
         & (pl.col("age_days") >= cfg.retest_min_age_days)
         & (pl.col("spend_window") < cfg.min_spend)
         & (pl.col("purchases_long") >= cfg.retest_min_purchases)
-        & (pl.col("revenue_long") / pl.col("spend_long") / pl.col("account_avg_roas_long") >= pl.col("winner_threshold"))
+        & (
+            pl.col("revenue_long") / pl.col("spend_long") / pl.col("account_avg_roas_long")
+            >= pl.col("winner_threshold")
+        )
     )
     frame = frame.with_columns(
         pl.when(pl.col("eligible"))

@@ -48,9 +48,11 @@ def assess_eligibility(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
         ),
     ]
     reasons = pl.concat_list([pl.when(cond).then(text) for cond, text in checks]).list.drop_nulls()
-    return frame.with_columns(reasons.alias("_filter")).with_columns(
-        (pl.col("_filter").list.len() == 0).alias("eligible"),
-        pl.when(pl.col("_filter").list.len() > 0)
-        .then(pl.col("_filter").list.join("; "))
-        .alias("filter_reason"),
-    ).drop("_filter")
+    return (
+        frame.with_columns(reasons.alias("_filter"))
+        .with_columns(
+            (pl.col("_filter").list.len() == 0).alias("eligible"),
+            pl.when(pl.col("_filter").list.len() > 0).then(pl.col("_filter").list.join("; ")).alias("filter_reason"),
+        )
+        .drop("_filter")
+    )

@@ -73,7 +73,9 @@ def _reasons(cfg: RulesConfig) -> list[pl.Expr]:
     loser_data = pl.format(
         "{} with {} data: spend {} {} {} x target CPA {}",
         pl.col("bucket"),
-        pl.when(pl.col("matrix_rule").str.ends_with("ENOUGH_DATA")).then(pl.lit("enough")).otherwise(pl.lit("too little")),
+        pl.when(pl.col("matrix_rule").str.ends_with("ENOUGH_DATA"))
+        .then(pl.lit("enough"))
+        .otherwise(pl.lit("too little")),
         money(pl.col("spend_window")),
         pl.when(pl.col("matrix_rule").str.ends_with("ENOUGH_DATA")).then(pl.lit(">=")).otherwise(pl.lit("<")),
         dec(pl.col("pause_spend_multiple"), 1),
@@ -103,7 +105,9 @@ def _reasons(cfg: RulesConfig) -> list[pl.Expr]:
             )
         ),
         pl.when(eligible).then(
-            pl.format("{} bucket on the {} thresholds: {} the account average", pl.col("bucket"), pl.col("modifier_key"), side)
+            pl.format(
+                "{} bucket on the {} thresholds: {} the account average", pl.col("bucket"), pl.col("modifier_key"), side
+            )
         ),
         pl.when(eligible).then(trend_text),
         pl.when(eligible).then(
@@ -116,7 +120,11 @@ def _reasons(cfg: RulesConfig) -> list[pl.Expr]:
         ),
         pl.when(eligible & (pl.col("bucket") == "LOSER")).then(loser_data),
         pl.when(eligible).then(
-            pl.format("Decision matrix: {} -> {}", pl.col("matrix_rule").str.replace("+", " + ", literal=True), pl.col("matrix_action"))
+            pl.format(
+                "Decision matrix: {} -> {}",
+                pl.col("matrix_rule").str.replace("+", " + ", literal=True),
+                pl.col("matrix_action"),
+            )
         ),
         pl.when(pl.col("matrix_action") == "RETEST").then(
             pl.format(
@@ -139,9 +147,7 @@ def _reasons(cfg: RulesConfig) -> list[pl.Expr]:
             )
         ),
         pl.when(pl.col("action") == "SCALE").then(pl.col("guardrail_note")),
-        pl.when(pl.col("action") == "RETEST").then(
-            pl.lit("Duplicate the ad set and relaunch it to restart delivery")
-        ),
+        pl.when(pl.col("action") == "RETEST").then(pl.lit("Duplicate the ad set and relaunch it to restart delivery")),
     ]
 
 
@@ -178,7 +184,9 @@ def _risks(cfg: RulesConfig) -> list[pl.Expr]:
             )
         ),
         pl.when((pl.col("action") == "SCALE") & (pl.col("age_days") <= 7)).then(
-            pl.format("Young ad set ({} days): it may still be in Meta's learning phase", pl.col("age_days").cast(pl.Utf8))
+            pl.format(
+                "Young ad set ({} days): it may still be in Meta's learning phase", pl.col("age_days").cast(pl.Utf8)
+            )
         ),
         pl.when(eligible & (pl.col("roas_1d") < IMMATURE_DAY_RATIO * pl.col("roas_window"))).then(
             pl.format(

@@ -31,8 +31,10 @@ def _grouped_int(x: pl.Expr) -> pl.Expr:
 def symbol(currency: pl.Expr | None = None) -> pl.Expr:
     """A currency symbol from the currency code column (code plus a space when unknown)."""
     cur = pl.col("currency") if currency is None else currency
-    return cur.fill_null("").replace_strict(_SYMBOLS, default=None, return_dtype=pl.Utf8).fill_null(
-        pl.concat_str([cur.fill_null(""), pl.lit(" ")])
+    return (
+        cur.fill_null("")
+        .replace_strict(_SYMBOLS, default=None, return_dtype=pl.Utf8)
+        .fill_null(pl.concat_str([cur.fill_null(""), pl.lit(" ")]))
     )
 
 
@@ -43,11 +45,7 @@ def money(x: pl.Expr, currency: pl.Expr | None = None) -> pl.Expr:
 
 def num(x: pl.Expr) -> pl.Expr:
     """A count: whole numbers without decimals, fractions with one."""
-    return (
-        pl.when(x == x.round(0))
-        .then(_grouped_int(x.round(0)))
-        .otherwise(x.round(1).cast(pl.Utf8))
-    )
+    return pl.when(x == x.round(0)).then(_grouped_int(x.round(0))).otherwise(x.round(1).cast(pl.Utf8))
 
 
 def dec(x: pl.Expr, places: int = 2) -> pl.Expr:
@@ -56,16 +54,16 @@ def dec(x: pl.Expr, places: int = 2) -> pl.Expr:
     v = (x * scale).round(0).cast(pl.Int64)
     a = v.abs()
     sign = pl.when(v < 0).then(pl.lit("-")).otherwise(pl.lit(""))
-    return pl.format(
-        "{}{}.{}", sign, (a // scale).cast(pl.Utf8), (a % scale).cast(pl.Utf8).str.zfill(places)
-    )
+    return pl.format("{}{}.{}", sign, (a // scale).cast(pl.Utf8), (a % scale).cast(pl.Utf8).str.zfill(places))
 
 
 def pct(x: pl.Expr, signed: bool = False) -> pl.Expr:
     """A fraction as a whole percentage: 0.234 -> 23% (or +23%)."""
     text = (x * 100).round(0).cast(pl.Int64).cast(pl.Utf8)
     if signed:
-        return pl.when(x >= 0).then(pl.concat_str([pl.lit("+"), text, pl.lit("%")])).otherwise(
-            pl.concat_str([text, pl.lit("%")])
+        return (
+            pl.when(x >= 0)
+            .then(pl.concat_str([pl.lit("+"), text, pl.lit("%")]))
+            .otherwise(pl.concat_str([text, pl.lit("%")]))
         )
     return pl.concat_str([text, pl.lit("%")])

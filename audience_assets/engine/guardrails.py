@@ -31,16 +31,11 @@ def _limits(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
         _type_step(cfg).alias("type_scale_pct"),
         per_type(cfg, "cooldown_hours").alias("cooldown_hours"),
         (
-            per_type(cfg, "budget_ceiling_x_median_spend")
-            * pl.col("median_audience_spend")
-            / pl.col("window_days")
+            per_type(cfg, "budget_ceiling_x_median_spend") * pl.col("median_audience_spend") / pl.col("window_days")
         ).alias("budget_ceiling"),
     ).with_columns(
         (
-            pl.col("current_daily_budget")
-            .filter(pl.col("current_daily_budget") > 0)
-            .sum()
-            .over("account_id")
+            pl.col("current_daily_budget").filter(pl.col("current_daily_budget") > 0).sum().over("account_id")
             * cfg.max_account_daily_increase_pct
             / 100.0
         ).alias("account_increase_cap")
@@ -76,9 +71,7 @@ def apply_guardrails(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
     frame = frame.with_columns(
         pl.when(still_scaling).then(base * pl.col("_pct") / 100.0).otherwise(0.0).alias("_increase")
     ).sort(["account_id", "score"], descending=[False, True], nulls_last=True)
-    frame = frame.with_columns(
-        pl.col("_increase").cum_sum().over("account_id").alias("_cum_increase")
-    ).with_columns(
+    frame = frame.with_columns(pl.col("_increase").cum_sum().over("account_id").alias("_cum_increase")).with_columns(
         pl.when(still_scaling & (pl.col("_cum_increase") > pl.col("account_increase_cap").fill_null(0.0) + _EPS))
         .then(pl.lit("account_daily_cap"))
         .otherwise(pl.col("guardrail"))
@@ -90,19 +83,33 @@ def apply_guardrails(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
     )
     blocked = pl.col("guardrail").is_not_null()
     final = pl.when(blocked).then(pl.lit("HOLD")).otherwise(pl.col("proposed_action"))
-    frame = frame.with_columns(final.alias("action")).with_columns(
-        pl.when(pl.col("action") == "SCALE").then(pl.col("_pct")).otherwise(0.0).cast(pl.Int64).alias("scale_percentage"),
-    ).with_columns(
-        pl.when(pl.col("action") == "SCALE")
-        .then((base * (1.0 + pl.col("scale_percentage") / 100.0)).round(2))
-        .otherwise(base.round(2))
-        .alias("new_daily_budget"),
-        _guardrail_text(cfg).alias("guardrail_reason"),
-        pl.when((pl.col("action") == "SCALE") & (pl.col("scale_percentage") < cfg.scale_step_pct))
-        .then(pl.format("step limited to {}% by the {} cap or budget ceiling", pl.col("scale_percentage").cast(pl.Utf8), pl.col("modifier_key")))
-        .when((pl.col("action") == "SCALE") & (pl.col("scale_percentage") > cfg.scale_step_pct))
-        .then(pl.format("{} step of {}%", pl.col("modifier_key"), pl.col("scale_percentage").cast(pl.Utf8)))
-        .alias("guardrail_note"),
+    frame = (
+        frame.with_columns(final.alias("action"))
+        .with_columns(
+            pl.when(pl.col("action") == "SCALE")
+            .then(pl.col("_pct"))
+            .otherwise(0.0)
+            .cast(pl.Int64)
+            .alias("scale_percentage"),
+        )
+        .with_columns(
+            pl.when(pl.col("action") == "SCALE")
+            .then((base * (1.0 + pl.col("scale_percentage") / 100.0)).round(2))
+            .otherwise(base.round(2))
+            .alias("new_daily_budget"),
+            _guardrail_text(cfg).alias("guardrail_reason"),
+            pl.when((pl.col("action") == "SCALE") & (pl.col("scale_percentage") < cfg.scale_step_pct))
+            .then(
+                pl.format(
+                    "step limited to {}% by the {} cap or budget ceiling",
+                    pl.col("scale_percentage").cast(pl.Utf8),
+                    pl.col("modifier_key"),
+                )
+            )
+            .when((pl.col("action") == "SCALE") & (pl.col("scale_percentage") > cfg.scale_step_pct))
+            .then(pl.format("{} step of {}%", pl.col("modifier_key"), pl.col("scale_percentage").cast(pl.Utf8)))
+            .alias("guardrail_note"),
+        )
     )
     return frame.drop("_pct", "_increase", "_cum_increase")
 
@@ -173,7 +180,11 @@ def verify_guardrails(decisions: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame
         (
             "cooldown",
             (action == "SCALE") & (pl.col("hours_since_budget_change") < pl.col("cooldown_hours")),
-            pl.format("scaled {} h after a budget change (cooldown {} h)", pl.col("hours_since_budget_change"), pl.col("cooldown_hours")),
+            pl.format(
+                "scaled {} h after a budget change (cooldown {} h)",
+                pl.col("hours_since_budget_change"),
+                pl.col("cooldown_hours"),
+            ),
         ),
         (
             "new_budget",
@@ -183,7 +194,13 @@ def verify_guardrails(decisions: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame
                 | ((pl.col("new_daily_budget") - base * (1 + pct_col / 100.0)).abs() > _EPS)
                 | (pl.col("new_daily_budget") > pl.col("budget_ceiling") + _EPS).fill_null(False)
             ),
-            pl.format("new budget {} from {} at {}% (ceiling {})", pl.col("new_daily_budget"), base, pct_col, pl.col("budget_ceiling")),
+            pl.format(
+                "new budget {} from {} at {}% (ceiling {})",
+                pl.col("new_daily_budget"),
+                base,
+                pct_col,
+                pl.col("budget_ceiling"),
+            ),
         ),
         (
             "pause_min_spend",

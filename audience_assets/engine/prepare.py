@@ -47,9 +47,7 @@ def prepare(
         pl.col("avg_roas_long").alias("account_avg_roas_long"),
         pl.col("avg_order_value_long").alias("account_aov_long"),
     )
-    camp = campaign_bench.select(
-        "account_id", "campaign_id", pl.col("avg_roas").alias("campaign_avg_roas")
-    )
+    camp = campaign_bench.select("account_id", "campaign_id", pl.col("avg_roas").alias("campaign_avg_roas"))
     meta = metadata.select(
         "account_id",
         "adset_id",
@@ -61,9 +59,7 @@ def prepare(
         "last_budget_change_at",
     )
     last_engine_change = (
-        history.filter(
-            (pl.col("decision_date") < as_of) & (pl.col("action") == "SCALE")
-        )
+        history.filter((pl.col("decision_date") < as_of) & (pl.col("action") == "SCALE"))
         .group_by("account_id", "adset_id")
         .agg(pl.col("decision_date").max().cast(pl.Datetime("us")).alias("last_engine_change_at"))
         if history.height
@@ -85,9 +81,10 @@ def prepare(
             modifier_key().alias("modifier_key"),
             (pl.lit(as_of) - pl.coalesce("launched_on", "first_spend_date")).dt.total_days().alias("age_days"),
             pl.coalesce(target, pl.col("derived_cpa")).alias("target_cpa"),
-            pl.when(target.is_not_null()).then(pl.lit("configured")).otherwise(pl.lit("derived")).alias(
-                "target_cpa_source"
-            ),
+            pl.when(target.is_not_null())
+            .then(pl.lit("configured"))
+            .otherwise(pl.lit("derived"))
+            .alias("target_cpa_source"),
             pl.coalesce(pl.col("daily_budget"), pl.col("spend_3d") / 3).alias("current_daily_budget"),
             pl.when(pl.col("daily_budget").is_not_null())
             .then(pl.lit("metadata"))
@@ -118,9 +115,7 @@ def normalise(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
         (pl.col("roas_window") / pl.col("campaign_avg_roas")).alias("normalized_roas_campaign"),
         (pl.col("spend_window") / pl.col("median_audience_spend")).alias("normalized_spend"),
         (pl.col("cvr_window") / pl.col("account_avg_cvr")).alias("normalized_cvr"),
-        (pl.col("purchases_window") / cfg.purchase_volume_target).clip(0.0, 1.0).alias(
-            "purchase_volume_score"
-        ),
+        (pl.col("purchases_window") / cfg.purchase_volume_target).clip(0.0, 1.0).alias("purchase_volume_score"),
     ).with_columns(
         (
             capped(pl.col("normalized_roas").fill_null(0.0).fill_nan(0.0)) * w.roas

@@ -71,8 +71,5 @@ def derive_trends(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
         .then(pl.lit("VOLATILE"))
         .otherwise(pl.lit("STABLE"))
         .alias("trend"),
-        pl.when(~enough)
-        .then(pl.lit("insufficient"))
-        .otherwise(pl.lit("tested"))
-        .alias("trend_evidence"),
+        pl.when(~enough).then(pl.lit("insufficient")).otherwise(pl.lit("tested")).alias("trend_evidence"),
     )

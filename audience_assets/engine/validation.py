@@ -70,9 +70,7 @@ class _Problems:
         shown = self.lines[:MAX_REPORTED]
         more = self.count - len(shown)
         tail = f"\n  ... and {more} more problem(s)" if more > 0 else ""
-        raise InputError(
-            f"{self.name}: {self.count} problem(s), nothing was loaded:\n  " + "\n  ".join(shown) + tail
-        )
+        raise InputError(f"{self.name}: {self.count} problem(s), nothing was loaded:\n  " + "\n  ".join(shown) + tail)
 
 
 def _require_columns(frame: pl.DataFrame, name: str, required: tuple[str, ...]) -> None:
@@ -118,7 +116,7 @@ def _money_checks(p: _Problems, col: str, *, integer: bool = False, optional: bo
     if not optional:
         p.check(_blank(col), col, f"is missing: expected {kind} >= 0")
     p.check(present & (value.is_null() | value.is_nan()), col, f"is not {kind}")
-    p.check(present & value.is_infinite(), col, f"is not a finite number")
+    p.check(present & value.is_infinite(), col, "is not a finite number")
     p.check(present & (value < 0), col, "is negative: expected 0 or more")
     p.check(present & (value > MAX_MONEY), col, f"is implausibly large (over {MAX_MONEY:.0e})")
     if integer:
@@ -132,7 +130,9 @@ def validate_insights(raw: pl.DataFrame, name: str = "insights") -> pl.DataFrame
     for col in ("account_id", "campaign_id", "adset_id"):
         p.check(_blank(col), col, "is missing: expected an id")
     p.check(_blank("date_start"), "date_start", "is missing: expected a date YYYY-MM-DD")
-    p.check(~_blank("date_start") & _as_date("date_start").is_null(), "date_start", "is not a date (expected YYYY-MM-DD)")
+    p.check(
+        ~_blank("date_start") & _as_date("date_start").is_null(), "date_start", "is not a date (expected YYYY-MM-DD)"
+    )
     for col in ("spend", "purchases", "purchase_value"):
         _money_checks(p, col)
     for col in ("impressions", "clicks"):
@@ -177,11 +177,16 @@ def validate_insights(raw: pl.DataFrame, name: str = "insights") -> pl.DataFrame
             f"(account {account!r}); expected one row per ad set per day"
         )
     p.count += max(dupes.height - MAX_REPORTED, 0)
-    accounts = typed.group_by("adset_id").agg(pl.col("account_id").unique().sort()).filter(pl.col("account_id").list.len() > 1)
+    accounts = (
+        typed.group_by("adset_id").agg(pl.col("account_id").unique().sort()).filter(pl.col("account_id").list.len() > 1)
+    )
     for adset, accts in accounts.head(MAX_REPORTED).iter_rows():
         p.add(f"{name}: adset_id {adset!r} appears under several accounts {accts}; expected one")
-    currencies = typed.drop_nulls("currency").group_by("account_id").agg(pl.col("currency").unique().sort()).filter(
-        pl.col("currency").list.len() > 1
+    currencies = (
+        typed.drop_nulls("currency")
+        .group_by("account_id")
+        .agg(pl.col("currency").unique().sort())
+        .filter(pl.col("currency").list.len() > 1)
     )
     for account, curs in currencies.iter_rows():
         p.add(f"{name}: account {account!r} has several currencies {curs}; expected one")
@@ -198,7 +203,11 @@ def validate_audiences(raw: pl.DataFrame, name: str = "audiences") -> pl.DataFra
     p = _Problems(name, raw)
     p.check(_blank("adset_id"), "adset_id", "is missing: expected an id")
     kind = pl.col("audience_type").str.strip_chars().str.to_uppercase()
-    p.check(~kind.is_in(AUDIENCE_TYPES) | _blank("audience_type"), "audience_type", f"is not one of {', '.join(AUDIENCE_TYPES)}")
+    p.check(
+        ~kind.is_in(AUDIENCE_TYPES) | _blank("audience_type"),
+        "audience_type",
+        f"is not one of {', '.join(AUDIENCE_TYPES)}",
+    )
     pct = _as_float("lookalike_pct")
     has_pct = ~_blank("lookalike_pct")
     p.check(has_pct & (pct.is_null() | pct.is_nan()), "lookalike_pct", "is not a number")
@@ -209,7 +218,9 @@ def validate_audiences(raw: pl.DataFrame, name: str = "audiences") -> pl.DataFra
         "source_quality",
         f"is not one of {', '.join(SOURCE_QUALITIES)}",
     )
-    p.check(~_blank("launched_on") & _as_date("launched_on").is_null(), "launched_on", "is not a date (expected YYYY-MM-DD)")
+    p.check(
+        ~_blank("launched_on") & _as_date("launched_on").is_null(), "launched_on", "is not a date (expected YYYY-MM-DD)"
+    )
     _money_checks(p, "daily_budget", optional=True)
     p.check(
         ~_blank("last_budget_change_at") & _as_timestamp("last_budget_change_at").is_null(),
@@ -236,7 +247,12 @@ def validate_audiences(raw: pl.DataFrame, name: str = "audiences") -> pl.DataFra
 
 def check_coverage(insights: pl.DataFrame, audiences: pl.DataFrame, insights_name: str, audiences_name: str) -> None:
     """Every ad set with insights needs an audience row: its type changes the rules."""
-    missing = insights.select("adset_id").unique().join(audiences.select("adset_id"), on="adset_id", how="anti").sort("adset_id")
+    missing = (
+        insights.select("adset_id")
+        .unique()
+        .join(audiences.select("adset_id"), on="adset_id", how="anti")
+        .sort("adset_id")
+    )
     if missing.height:
         ids = ", ".join(repr(x) for x in missing["adset_id"].head(MAX_REPORTED))
         more = f" and {missing.height - MAX_REPORTED} more" if missing.height > MAX_REPORTED else ""

@@ -146,8 +146,15 @@ def simulate_account(
     end_date: date = SAMPLE_END_DATE,
     account_id: str = "act_1001",
     n_campaigns: int | None = None,
+    prelaunched_share: float = 0.7,
 ) -> SampleAccount:
-    """Simulate `n_adsets` ad sets over the `days` complete days ending on `end_date`."""
+    """Simulate `n_adsets` ad sets over the `days` complete days ending on `end_date`.
+
+    `prelaunched_share` of ad sets (new launches and some trend archetypes aside) predate the
+    window; the benchmark sets it to 1.0 so nearly every ad set has a row on every day.
+    """
+    if not 0.0 <= prelaunched_share <= 1.0:
+        raise ValueError(f"prelaunched_share must lie in [0, 1], got {prelaunched_share!r}")
     n = _check_int("n_adsets", n_adsets, 1, MAX_ADSETS)
     n_days = _check_int("days", days, 1, 3650)
     seed = _check_int("seed", seed, 0, 2**63 - 1)
@@ -181,7 +188,7 @@ def simulate_account(
     daily_budget = np.where(is_["ramp"], base_budget * 2.0, budget)
 
     # Age in days at end_date (0 = launched on end_date). ~70% predate the window.
-    before_window = rng.random(n) < 0.7
+    before_window = rng.random(n) < prelaunched_share
     min_age = _MIN_AGE[arch]
     age_in = rng.integers(min_age, np.maximum(min_age + 1, n_days - 1))
     age_pre = np.maximum(n_days - 1, min_age) + rng.integers(0, 181, n)
@@ -223,9 +230,7 @@ def simulate_account(
     launch_day = (t[None, :] == first_t[:, None]) & (age[:, None] <= n_days - 1)
     fill = np.where(launch_day, fill * rng.uniform(0.2, 0.7, shape), fill)
     ramp_mult = np.where(is_["ramp"][:, None] & (k < 3)[None, :], 2.0 ** ((3.0 - k) / 3.0)[None, :], 1.0)
-    stall_mult = np.where(
-        is_["stalled"][:, None] & (k < 7)[None, :], (0.12 * 0.45 ** (6.0 - k))[None, :], 1.0
-    )
+    stall_mult = np.where(is_["stalled"][:, None] & (k < 7)[None, :], (0.12 * 0.45 ** (6.0 - k))[None, :], 1.0)
     spend = np.round(base_budget[:, None] * fill * ramp_mult * stall_mult, 2)
 
     # Fatigue also shows in the auction: CPM rises and CTR falls as the audience tires.
@@ -239,9 +244,7 @@ def simulate_account(
     spend_r = spend[valid]
     impressions = np.rint(spend_r / cpm[valid] * 1000.0).astype(np.int64)
     clicks = rng.binomial(impressions, ctr[valid]).astype(np.int64)
-    expected_purchases = (
-        spend_r * roas_t[valid] * weekday_effect[rows_t] * conv_noise[valid] / aov[rows_i]
-    )
+    expected_purchases = spend_r * roas_t[valid] * weekday_effect[rows_t] * conv_noise[valid] / aov[rows_i]
     purchases = rng.poisson(expected_purchases).astype(np.int64)
     # Sum of `purchases` order values with CV 0.6 each == one gamma with shape p / cv^2.
     cv2 = _ORDER_VALUE_CV**2
@@ -258,8 +261,7 @@ def simulate_account(
     campaign_of[rng.permutation(n)[:n_camp]] = np.arange(n_camp)
     campaign_names = np.array(
         [
-            f"{_CAMPAIGN_THEMES[c % len(_CAMPAIGN_THEMES)]} | "
-            f"{_PRODUCTS[c % len(_PRODUCTS)]} | Sales #{c + 1}"
+            f"{_CAMPAIGN_THEMES[c % len(_CAMPAIGN_THEMES)]} | {_PRODUCTS[c % len(_PRODUCTS)]} | Sales #{c + 1}"
             for c in range(n_camp)
         ],
         dtype=object,
@@ -275,10 +277,8 @@ def simulate_account(
     lookalike_pct = np.where(is_lla, _LLA_PCTS[lla_idx], np.nan)
     source_quality = _null_unless(pl.Series(_SOURCES[src_idx], dtype=pl.Utf8), is_lla | is_custom)
 
-    lla_labels = tuple(
-        f"LLA {int(p)}% {s}" for p in _LLA_PCTS for s in _SOURCE_LABEL
-    )  # index = pct_idx * 3 + src_idx
-    custom_labels = tuple(f"Custom {s} {w}" for s, w in zip(_SOURCE_LABEL, _CUSTOM_WINDOW))
+    lla_labels = tuple(f"LLA {int(p)}% {s}" for p in _LLA_PCTS for s in _SOURCE_LABEL)  # index = pct_idx * 3 + src_idx
+    custom_labels = tuple(f"Custom {s} {w}" for s, w in zip(_SOURCE_LABEL, _CUSTOM_WINDOW, strict=True))
     label = np.select(
         [aud_code == 0, aud_code == 1, is_lla],
         [
@@ -294,9 +294,7 @@ def simulate_account(
     # Recent budget changes (~10%): every ramp, plus a random few that are not brand new.
     end_next = np.datetime64(end_date + timedelta(days=1), "s")
     other_change = (rng.random(n) < 0.075) & ~is_["ramp"] & ~is_["new"]
-    change_offset_s = np.where(
-        is_["ramp"], rng.integers(3600, 30 * 3600, n), rng.integers(3600, 4 * 86400, n)
-    )
+    change_offset_s = np.where(is_["ramp"], rng.integers(3600, 30 * 3600, n), rng.integers(3600, 4 * 86400, n))
     changed_at = (end_next - change_offset_s.astype("timedelta64[s]")).astype("datetime64[us]")
     changed_at = np.where(is_["ramp"] | other_change, changed_at, np.datetime64("NaT", "us"))
 
@@ -378,7 +376,5 @@ def write_sample_csvs(directory: Path, **kwargs: Any) -> tuple[Path, Path]:
     insights_path = directory / "insights.csv"
     audiences_path = directory / "audiences.csv"
     account.insights.write_csv(insights_path, date_format="%Y-%m-%d")
-    account.audiences.write_csv(
-        audiences_path, date_format="%Y-%m-%d", datetime_format="%Y-%m-%dT%H:%M:%S"
-    )
+    account.audiences.write_csv(audiences_path, date_format="%Y-%m-%d", datetime_format="%Y-%m-%dT%H:%M:%S")
     return insights_path, audiences_path

@@ -1,15 +1,21 @@
 """Delivery layer: ranked recommendations in the spec's schema, as a table and a JSON file."""
 
-
-import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from audience_assets.defs.common import PARTITIONS, POOL, as_of, description, doc_tests_check, load_partition, write_partition
+from audience_assets.defs.common import (
+    PARTITIONS,
+    POOL,
+    as_of,
+    description,
+    doc_tests_check,
+    load_partition,
+    write_partition,
+)
 from audience_assets.defs.resources import OutputResource
 from audience_assets.defs.rules.assets import decisions
 from audience_assets.engine.recommend import to_models, to_recommendations
@@ -28,7 +34,7 @@ def recommendation_file(rows: pl.DataFrame, day) -> RecommendationFile:
     summary["eligible"] = sum(m.eligible for m in models)
     return RecommendationFile(
         decision_date=day,
-        generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         config_hash=models[0].config_hash if models else "",
         summary=summary,
         recommendations=models,
@@ -43,7 +49,9 @@ def recommendation_file(rows: pl.DataFrame, day) -> RecommendationFile:
     description=description("recommendations"),
     kinds={"duckdb", "json"},
 )
-def recommendations(context: dg.AssetExecutionContext, duckdb: DuckDBResource, output: OutputResource) -> dg.MaterializeResult:
+def recommendations(
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, output: OutputResource
+) -> dg.MaterializeResult:
     day = as_of(context)
     with duckdb.get_connection() as conn:
         rows = to_recommendations(load_partition(conn, "decisions", day))
@@ -58,8 +66,18 @@ def recommendations(context: dg.AssetExecutionContext, duckdb: DuckDBResource, o
             conn,
             "recommendations",
             rows,
-            extra={"json_path": dg.MetadataValue.path(str(path)), **{f"summary/{k}": v for k, v in doc.summary.items()}},
-            preview_columns=["rank", "audience_name", "action", "scale_percentage", "confidence", "metric_normalized_roas"],
+            extra={
+                "json_path": dg.MetadataValue.path(str(path)),
+                **{f"summary/{k}": v for k, v in doc.summary.items()},
+            },
+            preview_columns=[
+                "rank",
+                "audience_name",
+                "action",
+                "scale_percentage",
+                "confidence",
+                "metric_normalized_roas",
+            ],
         )
 
 

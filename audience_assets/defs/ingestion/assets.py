@@ -1,14 +1,22 @@
 """Ingestion layer: raw insights (days replaced idempotently), staging views, audience metadata."""
 
-
-from datetime import datetime, timezone
 import uuid
+from datetime import UTC, datetime
 
 import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from audience_assets.defs.common import PARTITIONS, POOL, as_of, description, doc_tests_check, markdown_preview, table_metadata, write_partition
+from audience_assets.defs.common import (
+    PARTITIONS,
+    POOL,
+    as_of,
+    description,
+    doc_tests_check,
+    markdown_preview,
+    table_metadata,
+    write_partition,
+)
 from audience_assets.defs.resources import RulesResource, SourceResource
 from audience_assets.sources import extract, metadata_snapshot, read_audiences
 from audience_assets.warehouse import coverage, create_view, replace_days
@@ -23,7 +31,9 @@ GROUP = "ingestion"
     description=description("raw_insights"),
     kinds={"duckdb"},
 )
-def raw_insights(context: dg.AssetExecutionContext, duckdb: DuckDBResource, source: SourceResource, rules: RulesResource) -> dg.MaterializeResult:
+def raw_insights(
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, source: SourceResource, rules: RulesResource
+) -> dg.MaterializeResult:
     day = as_of(context)
     cfg = rules.load()
     spec = source.spec()
@@ -35,7 +45,7 @@ def raw_insights(context: dg.AssetExecutionContext, duckdb: DuckDBResource, sour
         frame = ext.insights.with_columns(
             pl.lit(spec.kind).alias("source"),
             pl.lit(load_id).alias("load_id"),
-            pl.lit(datetime.now(timezone.utc).replace(tzinfo=None)).cast(pl.Datetime("us")).alias("loaded_at"),
+            pl.lit(datetime.now(UTC).replace(tzinfo=None)).cast(pl.Datetime("us")).alias("loaded_at"),
         )
         stats = replace_days(conn, "raw_insights", frame, ext.days)
         total = conn.execute("SELECT count(*) FROM raw_insights").fetchone()[0]
@@ -91,7 +101,9 @@ daily_metrics = _view_asset("daily_metrics", "metrics/daily_metrics", "stg_insig
     description=description("audience_metadata"),
     kinds={"duckdb"},
 )
-def audience_metadata(context: dg.AssetExecutionContext, duckdb: DuckDBResource, source: SourceResource) -> dg.MaterializeResult:
+def audience_metadata(
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, source: SourceResource
+) -> dg.MaterializeResult:
     day = as_of(context)
     spec = source.spec()
     audiences = read_audiences(spec)

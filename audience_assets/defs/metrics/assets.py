@@ -1,11 +1,18 @@
 """Metrics layer: window metrics and benchmarks (SQL models), normalised metrics and scores."""
 
-
 import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from audience_assets.defs.common import PARTITIONS, POOL, as_of, description, doc_tests_check, load_partition, write_partition
+from audience_assets.defs.common import (
+    PARTITIONS,
+    POOL,
+    as_of,
+    description,
+    doc_tests_check,
+    load_partition,
+    write_partition,
+)
 from audience_assets.defs.ingestion.assets import audience_metadata, daily_metrics
 from audience_assets.defs.resources import RulesResource
 from audience_assets.engine.pipeline import added_columns
@@ -50,7 +57,9 @@ campaign_benchmarks = _sql_asset("campaign_benchmarks", [window_metrics])
 def decision_history(conn, day) -> pl.DataFrame:
     """Earlier decisions (before this decision date), for cooldowns."""
     if not table_exists(conn, "decisions"):
-        return pl.DataFrame(schema={"decision_date": pl.Date, "account_id": pl.Utf8, "adset_id": pl.Utf8, "action": pl.Utf8})
+        return pl.DataFrame(
+            schema={"decision_date": pl.Date, "account_id": pl.Utf8, "adset_id": pl.Utf8, "action": pl.Utf8}
+        )
     return conn.execute(
         "SELECT decision_date, account_id, adset_id, action FROM decisions WHERE decision_date < ?", [day]
     ).pl()
@@ -77,7 +86,9 @@ def prepared_frame(conn, day, cfg) -> pl.DataFrame:
     description=description("audience_scores"),
     kinds={"duckdb", "polars"},
 )
-def audience_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource, rules: RulesResource) -> dg.MaterializeResult:
+def audience_scores(
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, rules: RulesResource
+) -> dg.MaterializeResult:
     cfg = rules.load()
     day = as_of(context)
     with duckdb.get_connection() as conn:
@@ -88,7 +99,14 @@ def audience_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource, r
             conn,
             "audience_scores",
             added_columns(window, frame).sort("score", descending=True, nulls_last=True),
-            preview_columns=["adset_id", "modifier_key", "normalized_roas", "normalized_spend", "normalized_cvr", "score"],
+            preview_columns=[
+                "adset_id",
+                "modifier_key",
+                "normalized_roas",
+                "normalized_spend",
+                "normalized_cvr",
+                "score",
+            ],
         )
 
 

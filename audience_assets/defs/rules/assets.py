@@ -1,6 +1,5 @@
 """Rules layer: eligibility, buckets, trend states and decisions, with the blocking guardrail check."""
 
-
 from collections.abc import Callable
 from datetime import date
 
@@ -9,7 +8,16 @@ import duckdb as duckdb_mod
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from audience_assets.defs.common import PARTITIONS, POOL, as_of, description, doc_tests_check, load_partition, markdown_preview, write_partition
+from audience_assets.defs.common import (
+    PARTITIONS,
+    POOL,
+    as_of,
+    description,
+    doc_tests_check,
+    load_partition,
+    markdown_preview,
+    write_partition,
+)
 from audience_assets.defs.metrics.assets import audience_scores, window_metrics
 from audience_assets.defs.resources import RulesResource
 from audience_assets.engine.buckets import assign_buckets
@@ -32,7 +40,9 @@ def joined(conn: duckdb_mod.DuckDBPyConnection, day: date, tables: list[str]) ->
     return frame
 
 
-def _stage_asset(name: str, stage: Callable[[pl.DataFrame, RulesConfig], pl.DataFrame], preview: list[str], summary: str) -> dg.AssetsDefinition:
+def _stage_asset(
+    name: str, stage: Callable[[pl.DataFrame, RulesConfig], pl.DataFrame], preview: list[str], summary: str
+) -> dg.AssetsDefinition:
     @dg.asset(
         name=name,
         deps=[window_metrics, audience_scores],
@@ -62,8 +72,12 @@ def _stage_asset(name: str, stage: Callable[[pl.DataFrame, RulesConfig], pl.Data
 
 
 eligibility = _stage_asset("eligibility", assess_eligibility, ["adset_id", "eligible", "filter_reason"], "eligible")
-buckets = _stage_asset("buckets", assign_buckets, ["adset_id", "winner_threshold", "loser_threshold", "bucket"], "bucket")
-trend_states = _stage_asset("trend_states", derive_trends, ["adset_id", "roas_change", "roas_change_z", "dispersion_ratio", "trend"], "trend")
+buckets = _stage_asset(
+    "buckets", assign_buckets, ["adset_id", "winner_threshold", "loser_threshold", "bucket"], "bucket"
+)
+trend_states = _stage_asset(
+    "trend_states", derive_trends, ["adset_id", "roas_change", "roas_change_z", "dispersion_ratio", "trend"], "trend"
+)
 
 
 @dg.asset(
@@ -91,7 +105,16 @@ def decisions(context: dg.AssetExecutionContext, duckdb: DuckDBResource, rules: 
                 "actions": dg.MetadataValue.md(markdown_preview(counts)),
                 **{f"actions/{a}": int(n) for a, n in counts.iter_rows()},
             },
-            preview_columns=["adset_id", "bucket", "trend", "matrix_action", "action", "scale_percentage", "confidence", "guardrail"],
+            preview_columns=[
+                "adset_id",
+                "bucket",
+                "trend",
+                "matrix_action",
+                "action",
+                "scale_percentage",
+                "confidence",
+                "guardrail",
+            ],
         )
 
 
@@ -103,7 +126,9 @@ def decisions(context: dg.AssetExecutionContext, duckdb: DuckDBResource, rules: 
     partitions_def=PARTITIONS,
     description="Every decision re-verified against the guardrails; a violation blocks recommendations",
 )
-def guardrail_check(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource, rules: RulesResource) -> dg.AssetCheckResult:
+def guardrail_check(
+    context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource, rules: RulesResource
+) -> dg.AssetCheckResult:
     cfg = rules.load()
     with duckdb.get_connection() as conn:
         rows = load_partition(conn, "decisions", as_of(context))
