@@ -49,7 +49,9 @@ agg AS (
         count(*) FILTER (WHERE days_ago <= $window AND spend > 0) AS active_days,
         max(roas) FILTER (WHERE days_ago = 1) AS roas_day1,
         max(roas) FILTER (WHERE days_ago = 2) AS roas_day2,
-        regr_slope(roas, -days_ago) FILTER (WHERE days_ago <= $window AND spend > 0) AS roas_slope,
+        CASE WHEN count(*) FILTER (WHERE days_ago <= $window AND spend > 0) >= 2
+             THEN regr_slope(roas, -days_ago) FILTER (WHERE days_ago <= $window AND spend > 0)
+        END AS roas_slope,
         stddev_samp(cpa) FILTER (WHERE days_ago <= $window AND purchases > 0) AS cpa_stddev
     FROM d
     WHERE days_ago <= greatest($window, $long_window, 7)
