@@ -97,7 +97,10 @@ class _ProgressHandler(logging.Handler):
         elif kind == "ASSET_CHECK_EVALUATION":
             ev = event.event_specific_data
             status = "passed" if ev.passed else f"FAILED ({ev.severity.value})"
-            print(f"  [{elapsed:5.1f}s]   check {ev.asset_check_key.name:<14} {status}", file=sys.stderr)
+            key = ev.asset_check_key
+            print(
+                f"  [{elapsed:5.1f}s]   check {key.asset_key.to_user_string()}:{key.name:<12} {status}", file=sys.stderr
+            )
 
 
 def _user_error(result) -> Exception | None:

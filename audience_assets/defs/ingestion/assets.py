@@ -128,6 +128,8 @@ def audience_metadata(
 
 CHECKS = [
     doc_tests_check(raw_insights, "raw_insights", partitioned=False),
+    doc_tests_check(stg_insights, "stg_insights", partitioned=False),
+    doc_tests_check(daily_metrics, "daily_metrics", partitioned=False),
     doc_tests_check(audience_metadata, "audience_metadata"),
 ]
 ASSETS = [raw_insights, stg_insights, daily_metrics, audience_metadata]
