@@ -9,7 +9,7 @@ import shutil
 import sys
 import time
 import warnings
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -223,7 +223,21 @@ def _print_table(doc_path: Path, top: int) -> None:
     )
 
 
+def _check_decision_date(as_of: date) -> None:
+    """Decision dates the partitions admit: from 2015 to tomorrow (UTC)."""
+    from audience_assets.defs.common import PARTITIONS_START
+
+    first = date.fromisoformat(PARTITIONS_START)
+    last = datetime.now(UTC).date() + timedelta(days=1)
+    if not first <= as_of <= last:
+        raise CliError(
+            f"decision date {as_of} is outside {first} .. {last} (tomorrow, UTC): "
+            "data dated in the future cannot be decided on yet"
+        )
+
+
 def _finish(args, as_of: date, source: dict[str, Any]) -> int:
+    _check_decision_date(as_of)
     out = Path(args.out)
     out_dir = Path(args.db).parent / "recommendations"
     t0 = time.monotonic()

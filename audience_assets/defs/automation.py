@@ -24,8 +24,17 @@ main_job = dg.define_asset_job(
     description="Materialise the whole graph for one decision date: ingest, metrics, rules, recommendations",
 )
 
-# Runs at 06:00 UTC for the day's partition: decide on the complete days before today.
-daily_schedule = dg.build_schedule_from_partitioned_job(main_job, hour_of_day=6, name="daily_recommendations")
+
+@dg.schedule(
+    job=main_job,
+    cron_schedule="0 6 * * *",
+    execution_timezone="UTC",
+    name="daily_recommendations",
+    description="Every day at 06:00 UTC: decide on the complete days before today",
+)
+def daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    day = context.scheduled_execution_time.date()
+    return dg.RunRequest(run_key=f"daily-{day.isoformat()}", partition_key=day.isoformat(), tags={"source": "schedule"})
 
 
 def inbox_dir() -> Path:

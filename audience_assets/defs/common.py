@@ -12,7 +12,9 @@ from audience_assets.defs.docs import column_schema, run_generic_tests, table_do
 from audience_assets.warehouse import replace_partition
 
 # The partition key is the decision date: a run for D decides on complete days before D.
-PARTITIONS = dg.DailyPartitionsDefinition(start_date="2015-01-01", end_offset=1)
+# end_offset=2 admits tomorrow (UTC): for an account east of UTC, "today" may already be over.
+PARTITIONS_START = "2015-01-01"
+PARTITIONS = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, end_offset=2)
 # DuckDB allows one writing process: every asset and check touching the file shares this pool.
 POOL = "duckdb"
 PREVIEW_ROWS = 10
