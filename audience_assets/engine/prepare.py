@@ -27,6 +27,18 @@ def per_type(cfg: RulesConfig, name: str, key: str = "modifier_key") -> pl.Expr:
     return pl.col(key).replace_strict(mapping, default=default, return_dtype=pl.Float64)
 
 
+def target_cpa_columns(cfg: RulesConfig) -> list[pl.Expr]:
+    """`target_cpa` (configured per account, else the account's derived CPA) and its source."""
+    configured = pl.col("account_id").replace_strict(cfg.target_cpa, default=None, return_dtype=pl.Float64)
+    return [
+        pl.coalesce(configured, pl.col("derived_cpa")).alias("target_cpa"),
+        pl.when(configured.is_not_null())
+        .then(pl.lit("configured"))
+        .otherwise(pl.lit("derived"))
+        .alias("target_cpa_source"),
+    ]
+
+
 def prepare(
     window: pl.DataFrame,
     account_bench: pl.DataFrame,
@@ -68,7 +80,6 @@ def prepare(
         )
     )
     decision_time = pl.lit(as_of).cast(pl.Datetime("us"))
-    target = pl.col("account_id").replace_strict(cfg.target_cpa, default=None, return_dtype=pl.Float64)
     # A change stamped after the decision time is ignored: it cannot inform a replay of the past.
     meta_change = pl.col("last_budget_change_at").cast(pl.Datetime("us"))
     meta_change = pl.when(meta_change <= decision_time).then(meta_change)
@@ -80,11 +91,7 @@ def prepare(
         .with_columns(
             modifier_key().alias("modifier_key"),
             (pl.lit(as_of) - pl.coalesce("launched_on", "first_spend_date")).dt.total_days().alias("age_days"),
-            pl.coalesce(target, pl.col("derived_cpa")).alias("target_cpa"),
-            pl.when(target.is_not_null())
-            .then(pl.lit("configured"))
-            .otherwise(pl.lit("derived"))
-            .alias("target_cpa_source"),
+            *target_cpa_columns(cfg),
             pl.coalesce(pl.col("daily_budget"), pl.col("spend_3d") / 3).alias("current_daily_budget"),
             pl.when(pl.col("daily_budget").is_not_null())
             .then(pl.lit("metadata"))

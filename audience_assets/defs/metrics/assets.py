@@ -16,7 +16,7 @@ from audience_assets.defs.common import (
 from audience_assets.defs.ingestion.assets import audience_metadata, daily_metrics
 from audience_assets.defs.resources import RulesResource
 from audience_assets.engine.pipeline import added_columns
-from audience_assets.engine.prepare import prepare
+from audience_assets.engine.prepare import prepare, target_cpa_columns
 from audience_assets.warehouse import query_model, table_exists
 
 GROUP = "metrics"
@@ -44,6 +44,8 @@ def _sql_asset(name: str, deps: list) -> dg.AssetsDefinition:
         with duckdb.get_connection() as conn:
             model = f"metrics/{name}"
             frame = query_model(conn, model, params)
+            if name == "account_benchmarks":
+                frame = frame.with_columns(*target_cpa_columns(cfg))
             return write_partition(context, conn, name, frame, extra={"sql": dg.MetadataValue.path(f"sql/{model}.sql")})
 
     return _asset
