@@ -7,7 +7,6 @@ from pathlib import Path
 
 import dagster as dg
 
-from audience_assets.defs.common import PARTITIONS
 from audience_assets.engine.validation import InputError
 from audience_assets.sources import SourceSpec, newest_day
 
@@ -20,7 +19,6 @@ AUDIENCES_FILE = "audiences.csv"
 main_job = dg.define_asset_job(
     MAIN_JOB,
     selection=dg.AssetSelection.all(),
-    partitions_def=PARTITIONS,
     description="Materialise the whole graph for one decision date: ingest, metrics, rules, recommendations",
 )
 

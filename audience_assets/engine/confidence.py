@@ -1,10 +1,12 @@
 """Confidence as a probability: Gamma-Poisson posterior of the audience's true ROAS.
 
 The true ROAS ratio to the account mean, theta, has a Gamma(k, k) prior (mean 1: shrinkage
-toward the account, k = prior_strength pseudo-orders). Revenue counts as orders of the
-account's average value, deflated by (1 + cv^2) for order-value spread; the exposure is the
-orders the account's average ROAS would have produced on the audience's spend. The posterior
-is Gamma(k + orders, k + expected orders); confidence is P(theta on the bucket's side).
+toward the account, k = prior_strength pseudo-purchases). Purchases are Poisson; the exposure
+is the number of purchases the account's average ROAS would need to earn the audience's revenue
+at the audience's order value (n / observed ratio). Both are deflated by (1 + cv^2) for the
+spread of order values. The posterior is Gamma(k + n, k + expected), so the evidence grows with
+the purchase count, not with revenue: three large orders are weak evidence however big they are.
+Confidence is P(theta on the bucket's side of its threshold).
 """
 
 from __future__ import annotations
@@ -16,22 +18,30 @@ from scipy.special import gammainc, gammaincc
 from audience_assets.engine.config import RulesConfig
 
 
-def _posterior(frame: pl.DataFrame, cfg: RulesConfig, spend: str, revenue: str, roas: str, aov: str):
+def _posterior(
+    frame: pl.DataFrame, cfg: RulesConfig, spend: str, revenue: str, purchases: str, roas: str, aov: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gamma posterior (shape, rate) of the ROAS ratio to the account, from purchase counts."""
     infl = 1.0 + cfg.order_value_cv**2
     k = cfg.prior_strength
 
     def col(name: str) -> np.ndarray:
         return frame[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
 
+    n = np.nan_to_num(col(purchases), nan=0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        orders = col(revenue) / col(aov) / infl
-        expected = col(spend) * col(roas) / col(aov) / infl
-    return k + orders, k + expected
+        ratio = col(revenue) / col(spend) / col(roas)
+        # Purchases the account's ROAS would need at this audience's order value; with no
+        # purchases (or no revenue) the account's order value stands in.
+        expected = np.where((n > 0) & (ratio > 0), n / ratio, col(spend) * col(roas) / col(aov))
+    return k + n / infl, k + expected / infl
 
 
 def score_confidence(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
     """Adds posterior figures, `p_in_bucket`, `confidence` and the long-window winner probability."""
-    a, b = _posterior(frame, cfg, "spend_window", "revenue_window", "account_avg_roas", "account_aov")
+    a, b = _posterior(
+        frame, cfg, "spend_window", "revenue_window", "purchases_window", "account_avg_roas", "account_aov"
+    )
     w = frame["winner_threshold"].to_numpy()
     lo = frame["loser_threshold"].to_numpy()
     bucket = frame["bucket"].to_numpy()
@@ -44,7 +54,9 @@ def score_confidence(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
             [p_winner, p_average, p_loser],
             default=np.nan,
         )
-        la, lb = _posterior(frame, cfg, "spend_long", "revenue_long", "account_avg_roas_long", "account_aov_long")
+        la, lb = _posterior(
+            frame, cfg, "spend_long", "revenue_long", "purchases_long", "account_avg_roas_long", "account_aov_long"
+        )
         p_long_winner = gammaincc(la, w * lb)
         post_mean = a / b
     frame = frame.with_columns(

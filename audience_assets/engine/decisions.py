@@ -38,7 +38,8 @@ def apply_matrix(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
         .otherwise(pl.col("trend"))
     )
     frame = frame.with_columns(condition.alias("_cond"))
-    action = pl.lit(None, dtype=pl.Utf8)
+    # An eligible row the matrix cannot place (no bucket) holds: the engine never leaves it undecided.
+    action = pl.lit("HOLD", dtype=pl.Utf8)
     for bucket, cond, act in reversed(MATRIX):
         action = pl.when((pl.col("bucket") == bucket) & (pl.col("_cond") == cond)).then(pl.lit(act)).otherwise(action)
     retest = (
@@ -53,7 +54,7 @@ def apply_matrix(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
     )
     frame = frame.with_columns(
         pl.when(pl.col("eligible"))
-        .then(pl.format("{}+{}", pl.col("bucket"), pl.col("_cond")))
+        .then(pl.coalesce(pl.format("{}+{}", pl.col("bucket"), pl.col("_cond")), pl.lit("UNPLACED")))
         .when(retest)
         .then(pl.lit("STALLED_WINNER"))
         .otherwise(pl.lit("NOT_ELIGIBLE"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from audience_assets.engine.config import RulesConfig
+from audience_assets.engine.config import AUDIENCE_TYPES, RulesConfig
 from audience_assets.engine.fmt import money, num
 
 
@@ -15,6 +15,15 @@ def assess_eligibility(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
         (
             pl.col("audience_type").is_null(),
             pl.lit("no audience metadata: the audience type is unknown"),
+        ),
+        (
+            pl.col("audience_type").is_not_null() & ~pl.col("audience_type").is_in(AUDIENCE_TYPES),
+            pl.format("audience type {} is not one of {}", pl.col("audience_type"), pl.lit(", ".join(AUDIENCE_TYPES))),
+        ),
+        (
+            # Only reached when min_spend is 0: otherwise the spend rule already names it.
+            (pl.col("spend_window") <= 0) & (pl.col("spend_window") >= cfg.min_spend),
+            pl.format("no spend over {} days, so ROAS is undefined", days),
         ),
         (
             pl.col("account_avg_roas").is_null() | (pl.col("account_avg_roas") <= 0),

@@ -31,10 +31,11 @@ def _grouped_int(x: pl.Expr) -> pl.Expr:
 def symbol(currency: pl.Expr | None = None) -> pl.Expr:
     """A currency symbol from the currency code column (code plus a space when unknown)."""
     cur = pl.col("currency") if currency is None else currency
+    code = cur.fill_null("").str.strip_chars()
     return (
-        cur.fill_null("")
-        .replace_strict(_SYMBOLS, default=None, return_dtype=pl.Utf8)
-        .fill_null(pl.concat_str([cur.fill_null(""), pl.lit(" ")]))
+        pl.when(code == "")
+        .then(pl.lit(""))
+        .otherwise(code.replace_strict(_SYMBOLS, default=None, return_dtype=pl.Utf8).fill_null(code + " "))
     )
 
 

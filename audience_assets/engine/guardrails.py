@@ -66,20 +66,17 @@ def apply_guardrails(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
         .then(pl.lit("pause_min_spend"))
         .alias("guardrail")
     )
-    # Account-wide cap on budget added today: the best-scored SCALEs go first.
+    # Account-wide cap on budget added today: the best-scored SCALEs go first (ties by ad set id).
     still_scaling = scale & pl.col("guardrail").is_null()
     frame = frame.with_columns(
         pl.when(still_scaling).then(base * pl.col("_pct") / 100.0).otherwise(0.0).alias("_increase")
-    ).sort(["account_id", "score"], descending=[False, True], nulls_last=True)
-    frame = frame.with_columns(pl.col("_increase").cum_sum().over("account_id").alias("_cum_increase")).with_columns(
-        pl.when(still_scaling & (pl.col("_cum_increase") > pl.col("account_increase_cap").fill_null(0.0) + _EPS))
+    ).sort(["account_id", "score", "adset_id"], descending=[False, True, False], nulls_last=True)
+    refused = _over_account_cap(frame.filter(still_scaling))
+    frame = frame.with_columns(
+        pl.when(pl.col("adset_id").is_in(refused) & still_scaling)
         .then(pl.lit("account_daily_cap"))
         .otherwise(pl.col("guardrail"))
         .alias("guardrail")
-    )
-    # Later rows must not count an increase that the cap has just refused.
-    frame = frame.with_columns(
-        pl.when(pl.col("guardrail") == "account_daily_cap").then(0.0).otherwise(pl.col("_increase")).alias("_increase")
     )
     blocked = pl.col("guardrail").is_not_null()
     final = pl.when(blocked).then(pl.lit("HOLD")).otherwise(pl.col("proposed_action"))
@@ -98,20 +95,39 @@ def apply_guardrails(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
             .otherwise(base.round(2))
             .alias("new_daily_budget"),
             _guardrail_text(cfg).alias("guardrail_reason"),
-            pl.when((pl.col("action") == "SCALE") & (pl.col("scale_percentage") < cfg.scale_step_pct))
+            pl.when((pl.col("action") == "SCALE") & (pl.col("scale_percentage") < pl.col("type_scale_pct")))
             .then(
                 pl.format(
-                    "step limited to {}% by the {} cap or budget ceiling",
+                    "step limited to {}% by the {} budget ceiling of {}",
                     pl.col("scale_percentage").cast(pl.Utf8),
                     pl.col("modifier_key"),
+                    money(pl.col("budget_ceiling")),
                 )
             )
-            .when((pl.col("action") == "SCALE") & (pl.col("scale_percentage") > cfg.scale_step_pct))
+            .when((pl.col("action") == "SCALE") & (pl.col("type_scale_pct") != cfg.scale_step_pct))
             .then(pl.format("{} step of {}%", pl.col("modifier_key"), pl.col("scale_percentage").cast(pl.Utf8)))
             .alias("guardrail_note"),
         )
     )
-    return frame.drop("_pct", "_increase", "_cum_increase")
+    return frame.drop("_pct", "_increase")
+
+
+def _over_account_cap(candidates: pl.DataFrame) -> list[str]:
+    """Ad sets refused by the account's daily increase cap, filling it greedily in rank order.
+
+    Greedy filling is sequential (a refused large step leaves room for a smaller later one), so
+    this walks the SCALE candidates, one row per audience that survived every other guardrail.
+    """
+    refused: list[str] = []
+    granted: dict[str, float] = {}
+    for account, adset, increase, cap in candidates.select(
+        "account_id", "adset_id", "_increase", pl.col("account_increase_cap").fill_null(0.0)
+    ).iter_rows():
+        if granted.get(account, 0.0) + increase > cap + _EPS:
+            refused.append(adset)
+        else:
+            granted[account] = granted.get(account, 0.0) + increase
+    return refused
 
 
 def _guardrail_text(cfg: RulesConfig) -> pl.Expr:

@@ -109,6 +109,11 @@ def prepare(
     return normalise(frame, cfg)
 
 
+def ratio(num: str, den: str) -> pl.Expr:
+    """num / den, NULL when the denominator is zero or missing (never NaN or infinity)."""
+    return pl.when(pl.col(den) > 0).then(pl.col(num) / pl.col(den))
+
+
 def normalise(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
     """Normalised metrics and the composite score (spec 6); scores rank, they do not act."""
     w = cfg.score_weights
@@ -118,10 +123,10 @@ def normalise(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
         return expr.clip(0.0, cap)
 
     return frame.with_columns(
-        (pl.col("roas_window") / pl.col("account_avg_roas")).alias("normalized_roas"),
-        (pl.col("roas_window") / pl.col("campaign_avg_roas")).alias("normalized_roas_campaign"),
-        (pl.col("spend_window") / pl.col("median_audience_spend")).alias("normalized_spend"),
-        (pl.col("cvr_window") / pl.col("account_avg_cvr")).alias("normalized_cvr"),
+        ratio("roas_window", "account_avg_roas").alias("normalized_roas"),
+        ratio("roas_window", "campaign_avg_roas").alias("normalized_roas_campaign"),
+        ratio("spend_window", "median_audience_spend").alias("normalized_spend"),
+        ratio("cvr_window", "account_avg_cvr").alias("normalized_cvr"),
         (pl.col("purchases_window") / cfg.purchase_volume_target).clip(0.0, 1.0).alias("purchase_volume_score"),
     ).with_columns(
         (

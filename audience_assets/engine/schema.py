@@ -81,7 +81,7 @@ class Recommendation(BaseModel):
     campaign_name: str
     decision_date: date
     rank: int = Field(ge=1)
-    audience_type: str
+    audience_type: str | None
     eligible: bool
     bucket: Bucket | None
     trend: Trend | None
