@@ -20,7 +20,7 @@ demo: $(STAMP)  ## materialise the whole graph on the embedded sample account, p
 	$(BIN)/audience-engine demo
 
 test: $(STAMP)  ## the whole test suite
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q
 
 $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)

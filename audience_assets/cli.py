@@ -104,7 +104,15 @@ class _ProgressHandler(logging.Handler):
 
 
 def _user_error(result) -> Exception | None:
-    """The first user-facing error (bad input or configuration) behind a failed run."""
+    """The first user-facing error behind a failed run: a blocking check, bad input or configuration."""
+    for check in result.get_asset_check_evaluations():
+        if not check.passed and check.severity.value == "ERROR":
+            key = check.asset_check_key
+            return CliError(
+                f"guardrail check {key.asset_key.to_user_string()}:{key.name} failed: "
+                "recommendations were not produced",
+                EXIT_GUARDRAIL,
+            )
     for event in result.all_events:
         if event.event_type_value != "STEP_FAILURE":
             continue
@@ -143,7 +151,8 @@ def run_graph(
             "rules": {"config": {"config_path": rules_path, "overrides_json": json.dumps(overrides or {})}},
             "output": {"config": {"directory": output_dir}},
         },
-        "loggers": {"console": {"config": {"log_level": "ERROR"}}},
+        # Failures reach the user as one clean line (see _user_error), not as Dagster's tracebacks.
+        "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
     }
     job = defs.resolve_job_def(MAIN_JOB)
     loggers = {} if quiet else {"progress": _progress_logger()}

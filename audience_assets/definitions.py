@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from audience_assets.defs.analysis import assets as analysis
+from audience_assets.defs.analysis.assets import claude_resource_from_env
 from audience_assets.defs.automation import csv_inbox_sensor, daily_schedule, main_job
 from audience_assets.defs.delivery import assets as delivery
 from audience_assets.defs.ingestion import assets as ingestion
@@ -11,7 +13,7 @@ from audience_assets.defs.metrics import assets as metrics
 from audience_assets.defs.resources import default_resources
 from audience_assets.defs.rules import assets as rules
 
-LAYERS = (ingestion, metrics, rules, delivery)
+LAYERS = (ingestion, metrics, rules, analysis, delivery)
 
 
 def build_definitions() -> dg.Definitions:
@@ -21,7 +23,7 @@ def build_definitions() -> dg.Definitions:
         jobs=[main_job],
         schedules=[daily_schedule],
         sensors=[csv_inbox_sensor],
-        resources=default_resources(),
+        resources={**default_resources(), "claude": claude_resource_from_env()},
     )
 
 

@@ -10,7 +10,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_committed_json_schema_matches_the_model():
     committed = json.loads((ROOT / "audience_assets/schemas/recommendations.schema.json").read_text())
-    assert committed == recommendation_json_schema(), "run `audience-engine schema > audience_assets/schemas/recommendations.schema.json`"
+    assert committed == recommendation_json_schema(), (
+        "run `audience-engine schema > audience_assets/schemas/recommendations.schema.json`"
+    )
 
 
 def test_schema_carries_the_spec_fields():

@@ -131,9 +131,7 @@ def test_audience_metadata(account: SampleAccount) -> None:
     aud = account.audiences
     assert set(aud["audience_type"]) == {"BROAD", "INTEREST", "LOOKALIKE", "CUSTOM"}
     lla = aud.filter(pl.col("audience_type") == "LOOKALIKE")
-    assert aud.filter(pl.col("audience_type") != "LOOKALIKE")["lookalike_pct"].null_count() == (
-        aud.height - lla.height
-    )
+    assert aud.filter(pl.col("audience_type") != "LOOKALIKE")["lookalike_pct"].null_count() == (aud.height - lla.height)
     assert lla["lookalike_pct"].null_count() == 0
     assert lla["lookalike_pct"].is_between(1, 10).all()
     assert (lla["lookalike_pct"] == 1).sum() >= 1
@@ -150,9 +148,7 @@ def test_several_campaigns(account: SampleAccount) -> None:
     per_campaign = account.insights.group_by("campaign_id").agg(pl.col("adset_id").n_unique())
     assert per_campaign.height >= 3
     assert (per_campaign["adset_id"] >= 1).all()
-    assert account.insights.group_by("campaign_id").agg(pl.col("campaign_name").n_unique())[
-        "campaign_name"
-    ].eq(1).all()
+    assert account.insights.group_by("campaign_id").agg(pl.col("campaign_name").n_unique())["campaign_name"].eq(1).all()
 
 
 def test_recent_budget_changes_for_cooldown(account: SampleAccount) -> None:
@@ -207,9 +203,7 @@ def test_stalled_delivery_collapses(account: SampleAccount) -> None:
     rows = account.insights.filter(pl.col("adset_id").is_in(ids))
     recent = _last_days(rows, 3)["spend"].sum()
     before = rows.filter(
-        pl.col("date_start").is_between(
-            SAMPLE_END_DATE - timedelta(days=16), SAMPLE_END_DATE - timedelta(days=7)
-        )
+        pl.col("date_start").is_between(SAMPLE_END_DATE - timedelta(days=16), SAMPLE_END_DATE - timedelta(days=7))
     )["spend"].sum()
     assert recent / 3 < 0.05 * before / 10  # daily spend fell below 5% of what it was
     launched = account.audiences.filter(pl.col("adset_id").is_in(ids))["launched_on"]
@@ -239,8 +233,7 @@ def test_small_accounts_work() -> None:
     assert tiny.audiences.height == 1
     assert tiny.insights.height == 1
     assert dict(tiny.insights.schema) == INSIGHTS_SCHEMA
-    custom = simulate_account(n_adsets=10, days=5, n_campaigns=3, account_id="act_9",
-                              end_date=date(2026, 1, 31))
+    custom = simulate_account(n_adsets=10, days=5, n_campaigns=3, account_id="act_9", end_date=date(2026, 1, 31))
     assert custom.insights["campaign_id"].n_unique() == 3
     assert custom.insights["date_start"].max() == date(2026, 1, 31)
     assert (custom.insights["account_id"] == "act_9").all()

@@ -1,15 +1,34 @@
 """Dagster resources: the warehouse, the rules and the data source, all configurable per run."""
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 
 from audience_assets.engine.config import ConfigError, RulesConfig, load_config
 from audience_assets.sample.simulator import SAMPLE_END_DATE
 from audience_assets.sources import SourceSpec
 from audience_assets.warehouse import database_path
+
+
+class WarehouseResource(DuckDBResource):
+    """DuckDBResource that creates the file's folder and always closes its connection."""
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self.database != ":memory:":
+            Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        with super().get_connection() as conn:
+            try:
+                yield conn
+            finally:
+                # The parent skips close() when the step raises: the file would stay locked.
+                conn.close()
 
 
 class RulesResource(dg.ConfigurableResource):
@@ -56,10 +75,13 @@ class OutputResource(dg.ConfigurableResource):
 
     directory: str = "data/recommendations"
 
+    def path_for(self, day: date) -> Path:
+        return Path(self.directory) / f"recommendations_{day.isoformat()}.json"
+
 
 def default_resources() -> dict[str, object]:
     return {
-        "duckdb": DuckDBResource(database=database_path()),
+        "duckdb": WarehouseResource(database=database_path()),
         "rules": RulesResource(),
         "source": SourceResource(),
         "output": OutputResource(),

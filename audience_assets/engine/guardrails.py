@@ -246,3 +246,38 @@ def verify_guardrails(decisions: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame
         for name, cond, detail in rules
     ]
     return pl.concat(parts)
+
+
+def verify_recommendations(recommendations: pl.DataFrame, decisions: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
+    """Violations in final recommendations: each must carry its decision's action, scale and budget,
+    and those must pass every guardrail."""
+    recs = recommendations.select(
+        "decision_date",
+        pl.col("audience_id").alias("adset_id"),
+        pl.col("action").alias("rec_action"),
+        pl.col("scale_percentage").alias("rec_scale"),
+        pl.col("new_daily_budget").alias("rec_budget"),
+    )
+    joined = decisions.join(recs, on=["decision_date", "adset_id"], how="full", coalesce=True)
+    differs = (
+        pl.col("action").is_null()
+        | pl.col("rec_action").is_null()
+        | (pl.col("rec_action") != pl.col("action"))
+        | (pl.col("rec_scale") != pl.col("scale_percentage"))
+        | ((pl.col("rec_budget") - pl.col("new_daily_budget")).abs() > _EPS).fill_null(False)
+    )
+    mismatched = joined.filter(differs).select(
+        "decision_date",
+        "account_id",
+        "adset_id",
+        pl.lit("differs_from_decision").alias("rule"),
+        pl.format(
+            "recommended {} {}% but decided {} {}%", "rec_action", "rec_scale", "action", "scale_percentage"
+        ).alias("detail"),
+    )
+    final = joined.filter(pl.col("rec_action").is_not_null() & pl.col("action").is_not_null()).with_columns(
+        pl.col("rec_action").alias("action"),
+        pl.col("rec_scale").alias("scale_percentage"),
+        pl.col("rec_budget").alias("new_daily_budget"),
+    )
+    return pl.concat([mismatched, verify_guardrails(final, cfg)])

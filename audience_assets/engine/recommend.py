@@ -6,6 +6,7 @@ from typing import Any
 
 import polars as pl
 
+from audience_assets.engine.analysis import template_analysis
 from audience_assets.engine.schema import AudienceMetrics, Recommendation
 
 METRIC_COLUMNS = {
@@ -27,8 +28,23 @@ METRIC_COLUMNS = {
 }
 
 
-def to_recommendations(decisions: pl.DataFrame) -> pl.DataFrame:
-    """One row per audience in the spec's shape plus context, rank 1 = best composite score."""
+ANALYSIS_COLUMNS = ("explanation_source", "assessment", "explanation", "risk_flags", "alternatives", "needs_review")
+
+
+def to_recommendations(decisions: pl.DataFrame, analysis: pl.DataFrame | None = None) -> pl.DataFrame:
+    """One row per audience in the spec's shape plus context, rank 1 = best composite score.
+
+    Action, scale and budget always come from the decisions; the analysis only adds words.
+    """
+    if analysis is None:
+        analysis = template_analysis(decisions).with_columns(
+            pl.lit("template").alias("explanation_source"), pl.lit(False).alias("needs_review")
+        )
+    decisions = decisions.join(
+        analysis.select("decision_date", "account_id", "adset_id", *ANALYSIS_COLUMNS),
+        on=["decision_date", "account_id", "adset_id"],
+        how="left",
+    )
     ranked = decisions.sort(
         ["eligible", "score", "adset_id"], descending=[True, True, False], nulls_last=True
     ).with_row_index("rank", offset=1)
@@ -53,7 +69,12 @@ def to_recommendations(decisions: pl.DataFrame) -> pl.DataFrame:
         "current_daily_budget",
         "new_daily_budget",
         *[pl.col(src).alias(f"metric_{name}") for name, src in METRIC_COLUMNS.items()],
-        pl.lit("template").alias("explanation_source"),
+        pl.col("explanation_source").fill_null("template"),
+        "assessment",
+        "explanation",
+        pl.col("risk_flags").fill_null([]),
+        pl.col("alternatives").fill_null([]),
+        pl.col("needs_review").fill_null(False),
         "config_hash",
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -89,7 +89,16 @@ class Recommendation(BaseModel):
     current_daily_budget: float | None
     new_daily_budget: float | None
     metrics: AudienceMetrics
-    explanation_source: str = Field("template", description="who wrote reasons and risks")
+    explanation_source: Literal["claude", "template"] = Field(
+        "template", description="who wrote the explanation: Claude (validated) or the deterministic template"
+    )
+    assessment: Literal["agree", "disagree", "insufficient_data"] | None = Field(
+        None, description="the analysis layer's view of the rule decision; it never changes the action"
+    )
+    explanation: str | None = Field(None, description="plain-English rationale")
+    risk_flags: list[str] = Field(default_factory=list)
+    alternatives: list[str] = Field(default_factory=list, description="only those the guardrails allow")
+    needs_review: bool = Field(False, description="the analysis disagrees with the rules: a person should look")
     config_hash: str
 
     @model_validator(mode="after")

@@ -1,12 +1,12 @@
 """Delivery layer: ranked recommendations in the spec's schema, as a table and a JSON file."""
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from audience_assets.defs.analysis.assets import analysis
 from audience_assets.defs.common import (
     PARTITIONS,
     POOL,
@@ -14,10 +14,12 @@ from audience_assets.defs.common import (
     description,
     doc_tests_check,
     load_partition,
+    markdown_preview,
     write_partition,
 )
-from audience_assets.defs.resources import OutputResource
-from audience_assets.defs.rules.assets import decisions
+from audience_assets.defs.resources import OutputResource, RulesResource
+from audience_assets.defs.rules.assets import GUARDRAIL_CHECK, decisions
+from audience_assets.engine.guardrails import verify_recommendations
 from audience_assets.engine.recommend import to_models, to_recommendations
 from audience_assets.engine.schema import RecommendationFile
 
@@ -45,18 +47,27 @@ def recommendation_file(rows: pl.DataFrame, day) -> RecommendationFile:
     partitions_def=PARTITIONS,
     pool=POOL,
     group_name=GROUP,
-    deps=[decisions],
+    deps=[decisions, analysis],
     description=description("recommendations"),
     kinds={"duckdb", "json"},
 )
 def recommendations(
-    context: dg.AssetExecutionContext, duckdb: DuckDBResource, output: OutputResource
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, output: OutputResource, rules: RulesResource
 ) -> dg.MaterializeResult:
     day = as_of(context)
+    cfg = rules.load()
     with duckdb.get_connection() as conn:
-        rows = to_recommendations(load_partition(conn, "decisions", day))
+        decided = load_partition(conn, "decisions", day)
+        rows = to_recommendations(decided, load_partition(conn, "analysis", day))
+        # Verified before anything is delivered; the blocking check re-verifies the stored table.
+        violations = verify_recommendations(rows, decided, cfg)
+        if violations.height:
+            raise dg.Failure(
+                description=f"{violations.height} guardrail violation(s) in the final recommendations; nothing delivered",
+                metadata={"violations": dg.MetadataValue.md(markdown_preview(violations, rows=20))},
+            )
         doc = recommendation_file(rows, day)
-        path = Path(output.directory) / f"recommendations_{day.isoformat()}.json"
+        path = output.path_for(day)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(doc.model_dump_json(indent=2))
@@ -69,6 +80,7 @@ def recommendations(
             extra={
                 "json_path": dg.MetadataValue.path(str(path)),
                 **{f"summary/{k}": v for k, v in doc.summary.items()},
+                "needs_review": int(rows["needs_review"].sum()),
             },
             preview_columns=[
                 "rank",
@@ -76,10 +88,37 @@ def recommendations(
                 "action",
                 "scale_percentage",
                 "confidence",
-                "metric_normalized_roas",
+                "explanation_source",
+                "needs_review",
             ],
         )
 
 
-CHECKS = [doc_tests_check(recommendations, "recommendations")]
+@dg.asset_check(
+    asset=recommendations,
+    name=GUARDRAIL_CHECK,
+    blocking=True,
+    pool=POOL,
+    partitions_def=PARTITIONS,
+    description="The final recommendations carry their decisions' actions and pass every guardrail",
+)
+def recommendations_guardrail_check(
+    context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource, rules: RulesResource
+) -> dg.AssetCheckResult:
+    day = as_of(context)
+    with duckdb.get_connection() as conn:
+        violations = verify_recommendations(
+            load_partition(conn, "recommendations", day), load_partition(conn, "decisions", day), rules.load()
+        )
+    return dg.AssetCheckResult(
+        passed=violations.height == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "violations": violations.height,
+            "detail": dg.MetadataValue.md(markdown_preview(violations, rows=20) if violations.height else "none"),
+        },
+    )
+
+
+CHECKS = [recommendations_guardrail_check, doc_tests_check(recommendations, "recommendations")]
 ASSETS = [recommendations]

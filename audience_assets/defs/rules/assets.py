@@ -19,7 +19,7 @@ from audience_assets.defs.common import (
     write_partition,
 )
 from audience_assets.defs.metrics.assets import audience_scores, window_metrics
-from audience_assets.defs.resources import RulesResource
+from audience_assets.defs.resources import OutputResource, RulesResource
 from audience_assets.engine.buckets import assign_buckets
 from audience_assets.engine.config import RulesConfig
 from audience_assets.engine.eligibility import assess_eligibility
@@ -27,9 +27,11 @@ from audience_assets.engine.guardrails import verify_guardrails
 from audience_assets.engine.pipeline import added_columns, decide
 from audience_assets.engine.prepare import KEYS
 from audience_assets.engine.trends import derive_trends
+from audience_assets.warehouse import table_exists
 
 GROUP = "rules"
 GUARDRAIL_CHECK = "guardrails"
+DERIVED_TABLES = ("analysis", "recommendations")
 
 
 def joined(conn: duckdb_mod.DuckDBPyConnection, day: date, tables: list[str]) -> pl.DataFrame:
@@ -88,12 +90,20 @@ trend_states = _stage_asset(
     description=description("decisions"),
     kinds={"duckdb", "polars"},
 )
-def decisions(context: dg.AssetExecutionContext, duckdb: DuckDBResource, rules: RulesResource) -> dg.MaterializeResult:
+def decisions(
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, rules: RulesResource, output: OutputResource
+) -> dg.MaterializeResult:
     cfg = rules.load()
     day = as_of(context)
     with duckdb.get_connection() as conn:
         frame = joined(conn, day, ["audience_scores", "eligibility", "buckets", "trend_states"])
         out = decide(frame, cfg)
+        # New decisions void what was derived from the old ones: a blocked rerun must not leave
+        # an earlier run's recommendations standing for this date.
+        for table in DERIVED_TABLES:
+            if table_exists(conn, table):
+                conn.execute(f'DELETE FROM "{table}" WHERE decision_date = ?', [day])
+        output.path_for(day).unlink(missing_ok=True)
         counts = out.group_by("action").len().sort("action")
         return write_partition(
             context,

@@ -1,0 +1,177 @@
+"""Automation of the real Definitions: the job's daily schedule, the CSV inbox sensor, validation."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from datetime import UTC, date, datetime
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from audience_assets.definitions import defs
+from audience_assets.defs.automation import INBOX_ENV, csv_inbox_sensor
+from audience_assets.sample.simulator import write_sample_csvs
+from audience_assets_tests.conftest import JOB, REPO_ROOT, VENV_BIN, failure_messages, query, run_config
+
+# ---- schedule ----------------------------------------------------------------------
+
+
+def schedule_context(when: datetime) -> dg.ScheduleEvaluationContext:
+    return dg.build_schedule_context(scheduled_execution_time=when, repository_def=defs.get_repository_def())
+
+
+def test_daily_schedule_requests_the_day_partition_of_the_main_job():
+    schedule = defs.get_schedule_def("daily_recommendations")
+    assert schedule.job_name == JOB
+    ctx = schedule_context(datetime(2026, 11, 26, 6, 0, tzinfo=UTC))
+    data = schedule.evaluate_tick(ctx)
+    assert data.skip_message is None
+    assert len(data.run_requests) == 1
+    request = data.run_requests[0]
+    # The run at 06:00 decides for that day, on the complete days before it.
+    assert request.partition_key == "2026-11-26"
+    assert request.tags.get("dagster/partition") == "2026-11-26"
+    assert request.job_name in (None, JOB)
+
+
+def test_daily_schedule_runs_every_day_at_six_utc():
+    schedule = defs.get_schedule_def("daily_recommendations")
+    assert schedule.cron_schedule == "0 6 * * *"
+    assert (schedule.execution_timezone or "UTC") == "UTC"
+    ctx = schedule_context(datetime(2026, 3, 1, 6, 0, tzinfo=UTC))
+    assert [r.partition_key for r in schedule.evaluate_tick(ctx).run_requests] == ["2026-03-01"]
+
+
+# ---- sensor ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def inbox(tmp_path, monkeypatch):
+    path = tmp_path / "inbox"
+    path.mkdir()
+    monkeypatch.setenv(INBOX_ENV, str(path))
+    return path
+
+
+def evaluate(cursor: str | None = None):
+    with dg.DagsterInstance.ephemeral() as instance:
+        ctx = dg.build_sensor_context(cursor=cursor, instance=instance)
+        return csv_inbox_sensor(ctx)
+
+
+def as_result(value) -> tuple[list[dg.RunRequest], str | None, str | None]:
+    """(run requests, skip message, cursor) of whatever the sensor returned."""
+    if isinstance(value, dg.SkipReason):
+        return [], value.skip_message, None
+    assert isinstance(value, dg.SensorResult), type(value)
+    skip = value.skip_reason.skip_message if value.skip_reason else None
+    return list(value.run_requests or []), skip, value.cursor
+
+
+def test_sensor_belongs_to_the_main_job():
+    sensor = defs.get_sensor_def("csv_inbox_sensor")
+    assert sensor.job_name == JOB
+
+
+def test_sensor_skips_an_empty_inbox(inbox):
+    requests, skip, _ = as_result(evaluate())
+    assert requests == []
+    assert skip and "insights.csv" in skip and str(inbox) in skip
+
+
+def test_sensor_skips_when_only_one_file_arrived(inbox):
+    ins, aud = write_sample_csvs(inbox, n_adsets=10, days=20)
+    aud.unlink()
+    requests, skip, _ = as_result(evaluate())
+    assert requests == [] and skip
+
+
+def test_sensor_requests_a_run_for_new_files_then_waits_for_a_change(inbox):
+    ins, aud = write_sample_csvs(inbox, n_adsets=10, days=20, end_date=date(2026, 10, 31))
+    requests, skip, cursor = as_result(evaluate())
+    assert skip is None
+    assert len(requests) == 1
+    req = requests[0]
+    assert req.partition_key == "2026-11-01"  # the day after the newest row
+    assert req.run_key and req.run_key == cursor
+    source = req.run_config["resources"]["source"]["config"]
+    assert source["kind"] == "csv"
+    assert source["insights_path"] == str(ins.resolve())
+    assert source["audiences_path"] == str(aud.resolve())
+    # The run config is valid for the job.
+    job = defs.resolve_job_def(JOB)
+    assert job.partitions_def.has_partition_key(req.partition_key)
+
+    # Same files, with the returned cursor: nothing new.
+    requests2, skip2, _ = as_result(evaluate(cursor))
+    assert requests2 == []
+    assert skip2 and "unchanged" in skip2
+
+    # A changed file (one more day of data): a new run request with a new run key.
+    write_sample_csvs(inbox, n_adsets=10, days=21, end_date=date(2026, 11, 1))
+    requests3, skip3, cursor3 = as_result(evaluate(cursor))
+    assert skip3 is None and len(requests3) == 1
+    assert requests3[0].partition_key == "2026-11-02"
+    assert requests3[0].run_key == cursor3 != cursor
+
+
+def test_sensor_run_request_runs_the_job(inbox, tmp_path):
+    write_sample_csvs(inbox, n_adsets=10, days=20, end_date=date(2026, 10, 31))
+    (req,), _, _ = as_result(evaluate())
+    cfg = run_config(tmp_path / "w.duckdb")
+    cfg["resources"]["source"] = req.run_config["resources"]["source"]
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = defs.resolve_job_def(JOB).execute_in_process(
+            partition_key=req.partition_key, run_config=cfg, instance=instance, raise_on_error=False, tags=req.tags
+        )
+    assert result.success, failure_messages(result)
+    days = query(
+        tmp_path / "w.duckdb",
+        "SELECT min(date) AS lo, max(date) AS hi, count(DISTINCT adset_id) AS n FROM raw_insights",
+    )
+    assert days.row(0) == (date(2026, 10, 12), date(2026, 10, 31), 10)
+    assert query(tmp_path / "w.duckdb", "SELECT DISTINCT source FROM raw_insights")["source"].to_list() == ["csv"]
+
+
+def test_sensor_rejects_a_bad_file_pair_with_a_reason(inbox):
+    ins, aud = write_sample_csvs(inbox, n_adsets=10, days=20)
+    pl.read_csv(ins, infer_schema=False).drop("date_start").write_csv(ins)
+    requests, skip, cursor = as_result(evaluate())
+    assert requests == []
+    assert skip and "date_start" in skip and "insights.csv" in skip
+    # Reported once: the same bad files are not re-evaluated until they change.
+    assert cursor
+    requests2, skip2, _ = as_result(evaluate(cursor))
+    assert requests2 == [] and "unchanged" in (skip2 or "")
+    # Fixed files start a run.
+    write_sample_csvs(inbox, n_adsets=10, days=20)
+    requests3, _, _ = as_result(evaluate(cursor))
+    assert len(requests3) == 1
+
+
+def test_sensor_rejects_audiences_missing_an_ad_set(inbox):
+    ins, aud = write_sample_csvs(inbox, n_adsets=10, days=20)
+    frame = pl.read_csv(aud, infer_schema=False)
+    frame[1:].write_csv(aud)
+    requests, skip, _ = as_result(evaluate())
+    assert requests == []
+    assert skip and frame["adset_id"][0] in skip
+
+
+# ---- dagster definitions validate ----------------------------------------------------
+
+
+def test_dagster_definitions_validate(tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    proc = subprocess.run(
+        [str(VENV_BIN / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Validation successful" in proc.stdout + proc.stderr
