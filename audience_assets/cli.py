@@ -118,7 +118,7 @@ def _user_error(result) -> Exception | None:
             continue
         err = event.event_specific_data.error
         while err is not None:
-            if err.cls_name in ("InputError", "ConfigError"):
+            if err.cls_name in ("InputError", "ConfigError", "MetaError"):
                 return CliError(err.message.split(": ", 1)[1].strip() if ": " in err.message else err.message)
             err = err.cause
         return CliError(f"step {event.step_key} failed: {event.event_specific_data.error.message.strip()}", 1)
@@ -282,6 +282,10 @@ def cmd_recommend(args) -> int:
             "insights_path": str(Path(args.insights).resolve()),
             "audiences_path": str(Path(args.audiences).resolve()),
         }
+    elif args.source == "meta":
+        # Live accounts: decide on the complete days before today; recommend never writes to Meta.
+        source = {"kind": "meta"}
+        return _finish(args, args.as_of or datetime.now(UTC).date(), source)
     else:
         source = {"kind": "sample"}
     spec = SourceSpec(**source)
@@ -340,7 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="recommendations from CSV exports (or the sample account)",
         description="Load insights and audiences, run the whole asset graph for a decision date, write recommendations JSON and print the ranked table.",
     )
-    rec.add_argument("--source", choices=["csv", "sample"], default="csv", help="where data comes from (default csv)")
+    rec.add_argument(
+        "--source",
+        choices=["csv", "sample", "meta"],
+        default="csv",
+        help="where data comes from (default csv; meta reads META_ACCESS_TOKEN and META_AD_ACCOUNT_IDS)",
+    )
     rec.add_argument(
         "--insights",
         help="insights CSV: date_start, account_id, campaign_id, campaign_name, adset_id, adset_name, spend, impressions, clicks, purchases, purchase_value [, account_currency]",

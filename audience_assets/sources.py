@@ -42,7 +42,7 @@ RAW_COLUMNS = (
 class SourceSpec(BaseModel):
     """Which source to read and how."""
 
-    kind: Literal["sample", "csv"] = "sample"
+    kind: Literal["sample", "csv", "meta"] = "sample"
     insights_path: str | None = None
     audiences_path: str | None = None
     sample_seed: int = 7
@@ -149,8 +149,20 @@ def extract(spec: SourceSpec, as_of: date, stored_first_day: dict[str, date], lo
     return Extract(insights, days, audiences, full)
 
 
+# Metadata only an API source knows; files leave them empty.
+OPTIONAL_METADATA = {
+    "effective_status": pl.Utf8,
+    "bid_strategy": pl.Utf8,
+    "is_cbo": pl.Boolean,
+    "lifetime_budget": pl.Float64,
+    "learning_stage": pl.Utf8,
+}
+
+
 def metadata_snapshot(names: pl.DataFrame, audiences: pl.DataFrame, as_of: date, source: str) -> pl.DataFrame:
     """Audience metadata as of a decision date: names from the warehouse, type and budget from the source."""
+    missing = [pl.lit(None, dtype=t).alias(c) for c, t in OPTIONAL_METADATA.items() if c not in audiences.columns]
+    audiences = audiences.with_columns(missing) if missing else audiences
     return (
         names.join(audiences, on="adset_id", how="left")
         .with_columns(pl.lit(as_of).alias("decision_date"), pl.lit(source).alias("source"))
@@ -167,8 +179,68 @@ def metadata_snapshot(names: pl.DataFrame, audiences: pl.DataFrame, as_of: date,
             "launched_on",
             "daily_budget",
             pl.col("last_budget_change_at").cast(pl.Datetime("us")),
+            *[pl.col(c).cast(t) for c, t in OPTIONAL_METADATA.items()],
             "currency",
             "source",
         )
         .sort("account_id", "adset_id")
     )
+
+
+@dataclass(frozen=True)
+class MetaExtract:
+    """One Meta load: rows and replaced days of the accounts that succeeded, and the failures."""
+
+    insights: pl.DataFrame | None
+    days: pl.DataFrame
+    audiences: pl.DataFrame
+    accounts: dict[str, dict]
+    failures: dict[str, str]
+    full_history: dict[str, bool]
+
+
+def extract_meta(
+    client,
+    account_ids: list[str],
+    as_of: date,
+    stored_first_day: dict[str, date],
+    lookback_days: int,
+    initial_days: int,
+    purchase_priority: tuple[str, ...],
+    with_insights: bool = True,
+    with_metadata: bool = True,
+) -> MetaExtract:
+    """Pull each account; one account's failure does not lose the others' rows."""
+    from audience_assets.meta_source import audiences_frame, insights_frame
+
+    until = as_of - timedelta(days=1)
+    frames, day_frames, audience_frames = [], [], []
+    accounts, failures, full = {}, {}, {}
+    for act in account_ids:
+        try:
+            info = client.account(act)
+            accounts[act] = info
+            if with_insights:
+                incremental = act in stored_first_day and stored_first_day[act] <= until - timedelta(days=lookback_days)
+                since = until - timedelta(days=(lookback_days if incremental else initial_days) - 1)
+                full[act] = not incremental
+                rows = client.insights(act, since, until)
+                frames.append(insights_frame(rows, act, purchase_priority))
+                day_frames.append(
+                    pl.DataFrame({"account_id": [act]})
+                    .with_columns(pl.date_ranges(pl.lit(since), pl.lit(until)).alias("date"))
+                    .explode("date")
+                )
+            if with_metadata:
+                changes = client.budget_changes(act, as_of - timedelta(days=30))
+                audience_frames.append(
+                    audiences_frame(client.adsets(act), client.campaigns(act), info, changes).with_columns(
+                        pl.lit(act).alias("account_id")
+                    )
+                )
+        except Exception as err:  # noqa: BLE001 - recorded per account and raised after the others are saved
+            failures[act] = f"{type(err).__name__}: {err}"
+    insights = pl.concat(frames, how="vertical_relaxed") if frames else None
+    days = pl.concat(day_frames) if day_frames else pl.DataFrame(schema={"account_id": pl.Utf8, "date": pl.Date})
+    audiences = pl.concat(audience_frames, how="vertical_relaxed") if audience_frames else pl.DataFrame()
+    return MetaExtract(insights, days, audiences, accounts, failures, full)

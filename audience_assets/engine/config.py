@@ -90,6 +90,17 @@ class RulesConfig(_Strict):
     min_purchases: float = Field(2.0, ge=0, description="min purchases over the decision window")
     min_age_days: int = Field(2, ge=0, description="min days since launch")
 
+    # Money thresholds are in this currency; other accounts convert or set their own.
+    threshold_currency: str = Field(
+        "INR", pattern="^[A-Z]{3}$", description="currency of min_spend and the pause floor"
+    )
+    currency_rates: dict[str, float] = Field(
+        default_factory=dict, description="units of each account currency per 1 threshold-currency unit"
+    )
+    account_min_spend: dict[str, float] = Field(
+        default_factory=dict, description="per account id, in its own currency: overrides the converted min_spend"
+    )
+
     # Windows
     decision_window_days: int = Field(7, ge=1, le=28, description="window for buckets and filters")
     long_window_days: int = Field(28, ge=7, le=90, description="history window for RETEST")

@@ -45,7 +45,7 @@ def apply_matrix(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
     retest = (
         ~pl.col("eligible")
         & (pl.col("age_days") >= cfg.retest_min_age_days)
-        & (pl.col("spend_window") < cfg.min_spend)
+        & (pl.col("spend_window") < pl.col("min_spend_acct"))
         & (pl.col("purchases_long") >= cfg.retest_min_purchases)
         & (
             pl.col("revenue_long") / pl.col("spend_long") / pl.col("account_avg_roas_long")

@@ -22,7 +22,7 @@ def assess_eligibility(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
         ),
         (
             # Only reached when min_spend is 0: otherwise the spend rule already names it.
-            (pl.col("spend_window") <= 0) & (pl.col("spend_window") >= cfg.min_spend),
+            (pl.col("spend_window") <= 0) & (pl.col("spend_window") >= pl.col("min_spend_acct")),
             pl.format("no spend over {} days, so ROAS is undefined", days),
         ),
         (
@@ -30,12 +30,21 @@ def assess_eligibility(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
             pl.lit("account has no revenue in the window, so there is no ROAS benchmark"),
         ),
         (
-            pl.col("spend_window") < cfg.min_spend,
+            pl.col("min_spend_acct").is_null(),
+            pl.format(
+                "no minimum spend for currency {}: set currency_rates.{} (per {}) or account_min_spend",
+                pl.col("currency"),
+                pl.col("currency"),
+                pl.lit(cfg.threshold_currency),
+            ),
+        ),
+        (
+            pl.col("spend_window") < pl.col("min_spend_acct"),
             pl.format(
                 "spend {} over {} days is under the {} minimum",
                 money(pl.col("spend_window")),
                 days,
-                money(pl.lit(cfg.min_spend)),
+                money(pl.col("min_spend_acct")),
             ),
         ),
         (

@@ -99,7 +99,7 @@ def _reasons(cfg: RulesConfig) -> list[pl.Expr]:
                 money(pl.col("spend_window")),
                 num(pl.col("purchases_window")),
                 _days(),
-                money(pl.lit(cfg.min_spend)),
+                money(pl.col("min_spend_acct")),
                 num(pl.lit(cfg.min_purchases)),
                 pl.lit(str(cfg.min_age_days)),
             )
@@ -198,6 +198,11 @@ def _risks(cfg: RulesConfig) -> list[pl.Expr]:
             pl.format(
                 "Daily budget unknown: the {} base is estimated from the last 3 days' spend",
                 money(pl.col("current_daily_budget")),
+            )
+        ),
+        pl.when(eligible & (pl.col("learning_stage") == "LEARNING")).then(
+            pl.lit(
+                "In Meta's learning phase: delivery and CPA are unstable until about 50 optimisation events follow the last significant edit"
             )
         ),
         pl.when(pl.col("action") == "PAUSE").then(

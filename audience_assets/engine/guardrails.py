@@ -51,12 +51,18 @@ def apply_guardrails(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
     step = pl.min_horizontal(pl.col("type_scale_pct"), ceiling_pct.fill_null(float("inf")))
     frame = frame.with_columns(pl.when(scale).then(step).otherwise(0.0).alias("_pct"))
 
+    # Under campaign budget optimisation the budget lives on the campaign: never write an ad set budget.
+    campaign_budget = scale & pl.col("is_cbo").fill_null(False)
     no_budget = scale & (base.is_null() | (base <= 0))
     cooldown = scale & (pl.col("hours_since_budget_change") < pl.col("cooldown_hours"))
     ceiling = scale & (pl.col("_pct") < cfg.min_scale_pct)
-    pause_min = (pl.col("proposed_action") == "PAUSE") & (pl.col("spend_window") < cfg.pause_min_spend)
+    pause_min = (pl.col("proposed_action") == "PAUSE") & (
+        pl.col("pause_min_spend_acct").is_null() | (pl.col("spend_window") < pl.col("pause_min_spend_acct"))
+    )
     frame = frame.with_columns(
-        pl.when(no_budget)
+        pl.when(campaign_budget)
+        .then(pl.lit("campaign_budget"))
+        .when(no_budget)
         .then(pl.lit("no_budget"))
         .when(cooldown)
         .then(pl.lit("cooldown"))
@@ -133,7 +139,13 @@ def _over_account_cap(candidates: pl.DataFrame) -> list[str]:
 def _guardrail_text(cfg: RulesConfig) -> pl.Expr:
     g = pl.col("guardrail")
     return (
-        pl.when(g == "no_budget")
+        pl.when(g == "campaign_budget")
+        .then(
+            pl.lit(
+                "SCALE held: the budget lives on the campaign (campaign budget optimisation); raise the campaign's budget, not the ad set's"
+            )
+        )
+        .when(g == "no_budget")
         .then(pl.lit("SCALE held: no daily budget and no recent spend to scale from"))
         .when(g == "cooldown")
         .then(
@@ -157,7 +169,7 @@ def _guardrail_text(cfg: RulesConfig) -> pl.Expr:
             pl.format(
                 "PAUSE held: spend {} is under the {} minimum for a pause",
                 money(pl.col("spend_window")),
-                money(pl.lit(cfg.pause_min_spend)),
+                money(pl.col("pause_min_spend_acct")),
             )
         )
         .when(g == "account_daily_cap")
@@ -219,9 +231,15 @@ def verify_guardrails(decisions: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame
             ),
         ),
         (
+            "campaign_budget",
+            (action == "SCALE") & pl.col("is_cbo").fill_null(False),
+            pl.lit("ad set budget change under campaign budget optimisation"),
+        ),
+        (
             "pause_min_spend",
-            (action == "PAUSE") & (pl.col("spend_window") < cfg.pause_min_spend),
-            pl.format("paused at spend {} under {}", pl.col("spend_window"), pl.lit(cfg.pause_min_spend)),
+            (action == "PAUSE")
+            & (pl.col("pause_min_spend_acct").is_null() | (pl.col("spend_window") < pl.col("pause_min_spend_acct"))),
+            pl.format("paused at spend {} under {}", pl.col("spend_window"), pl.col("pause_min_spend_acct")),
         ),
         (
             "not_eligible",

@@ -39,6 +39,24 @@ def target_cpa_columns(cfg: RulesConfig) -> list[pl.Expr]:
     ]
 
 
+def money_threshold_columns(cfg: RulesConfig) -> list[pl.Expr]:
+    """Money thresholds in each account's own currency: converted from the threshold currency,
+    or set per account. NULL when no rate is configured (the audience is then not eligible)."""
+    rates = {cfg.threshold_currency: 1.0, **cfg.currency_rates}
+    factor = pl.col("currency").replace_strict(rates, default=None, return_dtype=pl.Float64)
+    override = pl.col("account_id").replace_strict(cfg.account_min_spend, default=None, return_dtype=pl.Float64)
+    min_spend = pl.coalesce(override, factor * cfg.min_spend)
+    pause_floor = (
+        min_spend
+        if cfg.min_spend_to_pause is None
+        else pl.coalesce(
+            override * (cfg.min_spend_to_pause / cfg.min_spend) if cfg.min_spend else override,
+            factor * cfg.min_spend_to_pause,
+        )
+    )
+    return [min_spend.alias("min_spend_acct"), pause_floor.alias("pause_min_spend_acct")]
+
+
 def prepare(
     window: pl.DataFrame,
     account_bench: pl.DataFrame,
@@ -69,6 +87,10 @@ def prepare(
         "launched_on",
         "daily_budget",
         "last_budget_change_at",
+        pl.col("is_cbo").fill_null(False) if "is_cbo" in metadata.columns else pl.lit(False).alias("is_cbo"),
+        pl.col("learning_stage")
+        if "learning_stage" in metadata.columns
+        else pl.lit(None, pl.Utf8).alias("learning_stage"),
     )
     last_engine_change = (
         history.filter((pl.col("decision_date") < as_of) & (pl.col("action") == "SCALE"))
@@ -92,6 +114,7 @@ def prepare(
             modifier_key().alias("modifier_key"),
             (pl.lit(as_of) - pl.coalesce("launched_on", "first_spend_date")).dt.total_days().alias("age_days"),
             *target_cpa_columns(cfg),
+            *money_threshold_columns(cfg),
             pl.coalesce(pl.col("daily_budget"), pl.col("spend_3d") / 3).alias("current_daily_budget"),
             pl.when(pl.col("daily_budget").is_not_null())
             .then(pl.lit("metadata"))

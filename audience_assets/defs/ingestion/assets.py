@@ -1,5 +1,6 @@
 """Ingestion layer: raw insights (days replaced idempotently), staging views, audience metadata."""
 
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -17,9 +18,11 @@ from audience_assets.defs.common import (
     table_metadata,
     write_partition,
 )
-from audience_assets.defs.resources import RulesResource, SourceResource
-from audience_assets.sources import extract, metadata_snapshot, read_audiences
-from audience_assets.warehouse import coverage, create_view, replace_days
+from audience_assets.defs.resources import MetaResource, RulesResource, SourceResource
+from audience_assets.engine.validation import validate_audiences
+from audience_assets.meta_source import apply_overrides, with_meta_columns
+from audience_assets.sources import extract, extract_meta, metadata_snapshot, read_audiences, read_csv_text
+from audience_assets.warehouse import coverage, create_view, replace_days, table_exists
 
 GROUP = "ingestion"
 
@@ -32,41 +35,95 @@ GROUP = "ingestion"
     kinds={"duckdb"},
 )
 def raw_insights(
-    context: dg.AssetExecutionContext, duckdb: DuckDBResource, source: SourceResource, rules: RulesResource
+    context: dg.AssetExecutionContext,
+    duckdb: DuckDBResource,
+    source: SourceResource,
+    rules: RulesResource,
+    meta: MetaResource,
 ) -> dg.MaterializeResult:
     day = as_of(context)
     cfg = rules.load()
     spec = source.spec()
+    started = time.monotonic()
     with duckdb.get_connection() as conn:
         stored = {a: first for a, first, _ in coverage(conn, "raw_insights", day).iter_rows()}
-        # Validation happens inside extract: bad input raises before anything is written.
-        ext = extract(spec, day, stored, cfg.lookback_days)
-        load_id = uuid.uuid4().hex[:12]
-        frame = ext.insights.with_columns(
-            pl.lit(spec.kind).alias("source"),
-            pl.lit(load_id).alias("load_id"),
-            pl.lit(datetime.now(UTC).replace(tzinfo=None)).cast(pl.Datetime("us")).alias("loaded_at"),
+        failures: dict[str, str] = {}
+        extra: dict[str, object] = {}
+        if spec.kind == "meta":
+            client = meta.client()
+            lookback = cfg.lookback_days if meta.lookback_days is None else meta.lookback_days
+            mx = extract_meta(
+                client,
+                meta.account_list(),
+                day,
+                stored,
+                lookback,
+                meta.initial_days,
+                tuple(meta.purchase_action_priority),
+                with_metadata=False,
+            )
+            insights, days, failures = mx.insights, mx.days, mx.failures
+            load = ", ".join(
+                f"{a}: {'full ' + str(meta.initial_days) + ' days' if f else 'lookback ' + str(lookback) + ' days'}"
+                for a, f in mx.full_history.items()
+            )
+            extra = {
+                "meta_requests": client.requests_made,
+                "meta_retries": client.stats.retries,
+                "meta_throttle_pauses": client.stats.throttle_pauses,
+                "meta_max_usage_pct": client.stats.max_usage_pct,
+                "meta_async_jobs": client.stats.async_jobs,
+                "meta_async_splits": client.stats.async_splits,
+                "accounts_loaded": len(mx.accounts) - len(failures),
+                "accounts_failed": len(failures),
+            }
+        else:
+            # Validation happens inside extract: bad input raises before anything is written.
+            ext = extract(spec, day, stored, cfg.lookback_days)
+            insights, days = ext.insights, ext.days
+            load = "full history" if ext.full_history else f"lookback {cfg.lookback_days} days"
+        stats: dict[str, object] = {}
+        if insights is not None and days.height:
+            load_id = uuid.uuid4().hex[:12]
+            frame = with_meta_columns(insights).with_columns(
+                pl.lit(spec.kind).alias("source"),
+                pl.lit(load_id).alias("load_id"),
+                pl.lit(datetime.now(UTC).replace(tzinfo=None)).cast(pl.Datetime("us")).alias("loaded_at"),
+            )
+            # Accounts that failed are not in `days`: their stored rows stay exactly as they were.
+            stats = replace_days(conn, "raw_insights", frame, days)
+            extra["load_id"] = load_id
+            extra["first_day_loaded"] = str(days["date"].min())
+            extra["last_day_loaded"] = str(days["date"].max())
+        seconds = time.monotonic() - started
+        rows_in = int(stats.get("rows_inserted", 0))
+        total = (
+            conn.execute("SELECT count(*) FROM raw_insights").fetchone()[0] if table_exists(conn, "raw_insights") else 0
         )
-        stats = replace_days(conn, "raw_insights", frame, ext.days)
-        total = conn.execute("SELECT count(*) FROM raw_insights").fetchone()[0]
-        meta = table_metadata(
-            conn,
-            "raw_insights",
-            int(total),
-            {
-                **stats,
-                "load": "full history" if ext.full_history else f"lookback {cfg.lookback_days} days",
-                "source": spec.kind,
-                "first_day_loaded": str(ext.days["date"].min()),
-                "last_day_loaded": str(ext.days["date"].max()),
-                "load_id": load_id,
-            },
+        meta_out = (
+            table_metadata(
+                conn,
+                "raw_insights",
+                int(total),
+                {
+                    **stats,
+                    **extra,
+                    "load": load,
+                    "source": spec.kind,
+                    "rows_per_second": round(rows_in / seconds, 1) if seconds else 0.0,
+                },
+            )
+            if table_exists(conn, "raw_insights")
+            else {"source": spec.kind}
         )
-    context.log.info(
-        f"raw_insights: {stats['rows_inserted']} rows over {stats['days_loaded']} account-days, "
-        f"{stats['days_restated']} restated (spend delta {stats['restated_spend_delta']})"
-    )
-    return dg.MaterializeResult(metadata=meta)
+    if failures:
+        raise dg.Failure(
+            description="Meta accounts failed (the others were saved): "
+            + "; ".join(f"{a}: {msg}" for a, msg in failures.items()),
+            metadata=meta_out,
+        )
+    context.log.info(f"raw_insights: {rows_in} rows loaded ({load})")
+    return dg.MaterializeResult(metadata=meta_out)
 
 
 def _view_asset(name: str, model: str, dep: str) -> dg.AssetsDefinition:
@@ -102,11 +159,22 @@ daily_metrics = _view_asset("daily_metrics", "metrics/daily_metrics", "stg_insig
     kinds={"duckdb"},
 )
 def audience_metadata(
-    context: dg.AssetExecutionContext, duckdb: DuckDBResource, source: SourceResource
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, source: SourceResource, meta: MetaResource
 ) -> dg.MaterializeResult:
     day = as_of(context)
     spec = source.spec()
-    audiences = read_audiences(spec)
+    if spec.kind == "meta":
+        mx = extract_meta(meta.client(), meta.account_list(), day, {}, 0, 0, (), with_insights=False)
+        if mx.failures:
+            raise dg.Failure(
+                description="Meta accounts failed: " + "; ".join(f"{a}: {m}" for a, m in mx.failures.items())
+            )
+        overrides = None
+        if meta.audience_mapping_path:
+            overrides = validate_audiences(read_csv_text(meta.audience_mapping_path), meta.audience_mapping_path)
+        audiences = apply_overrides(mx.audiences.drop("account_id"), overrides)
+    else:
+        audiences = read_audiences(spec)
     with duckdb.get_connection() as conn:
         names = conn.execute(
             """SELECT account_id, adset_id, arg_max(adset_name, date) AS adset_name,

@@ -1,0 +1,286 @@
+"""Meta Marketing API rows -> the raw insights and audience shapes (pure polars transforms).
+
+Purchases come from ONE canonical action type chosen by a configurable priority (never a sum of
+Meta's overlapping purchase types), read from `actions` and `action_values` with the same type;
+the raw arrays are kept as JSON for audit. Budgets arrive in the currency's minor unit.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import polars as pl
+
+DEFAULT_PURCHASE_PRIORITY = (
+    "omni_purchase",
+    "offsite_conversion.fb_pixel_purchase",
+    "purchase",
+    "onsite_web_purchase",
+    "onsite_conversion.purchase",
+    "app_custom_event.fb_mobile_purchase",
+)
+# Currencies whose minor unit is the unit itself (Meta's offset 1); everything else is 100.
+ZERO_DECIMAL = {"JPY", "KRW", "TWD", "CLP", "COP", "HUF", "IDR", "VND", "ISK", "PYG", "CRC"}
+
+# Per-window keys ride along with "value" when windows are requested; kept in the audit JSON.
+ATTRIBUTION_KEYS = ("1d_click", "7d_click", "28d_click", "1d_view", "1d_ev")
+_ACTIONS = pl.List(pl.Struct({"action_type": pl.Utf8, "value": pl.Utf8, **{k: pl.Utf8 for k in ATTRIBUTION_KEYS}}))
+INSIGHT_SCHEMA = {
+    "account_id": pl.Utf8,
+    "account_currency": pl.Utf8,
+    "campaign_id": pl.Utf8,
+    "campaign_name": pl.Utf8,
+    "adset_id": pl.Utf8,
+    "adset_name": pl.Utf8,
+    "date_start": pl.Utf8,
+    "spend": pl.Utf8,
+    "impressions": pl.Utf8,
+    "clicks": pl.Utf8,
+    "inline_link_clicks": pl.Utf8,
+    "reach": pl.Utf8,
+    "frequency": pl.Utf8,
+    "actions": _ACTIONS,
+    "action_values": _ACTIONS,
+    "purchase_roas": _ACTIONS,
+}
+META_EXTRA_COLUMNS = {
+    "inline_link_clicks": pl.Int64,
+    "reach": pl.Int64,
+    "frequency": pl.Float64,
+    "purchase_action_type": pl.Utf8,
+    "actions_json": pl.Utf8,
+    "action_values_json": pl.Utf8,
+    "purchase_roas_json": pl.Utf8,
+}
+
+
+def minor_unit_offset(currency: str) -> int:
+    return 1 if currency.upper() in ZERO_DECIMAL else 100
+
+
+def from_minor(value: Any, currency: str) -> float | None:
+    """A Meta budget string in minor units -> currency units (Decimal arithmetic, then float)."""
+    if value in (None, "", "0"):
+        return None
+    return float(Decimal(str(value)) / minor_unit_offset(currency))
+
+
+def _canonical(list_col: str, priority: tuple[str, ...]) -> pl.Expr:
+    """The value of the highest-priority purchase type present in an actions list (0 when none)."""
+    rank = {t: i for i, t in enumerate(priority)}
+    key = pl.element().struct.field("action_type").replace_strict(rank, default=len(rank), return_dtype=pl.Int32)
+    first = pl.col(list_col).list.eval(pl.element().sort_by(key).first()).list.first()
+    return pl.when(first.struct.field("action_type").is_in(list(priority))).then(first)
+
+
+def insights_frame(rows: list[dict[str, Any]], account_id: str, priority: tuple[str, ...]) -> pl.DataFrame:
+    """Daily ad-set insight rows (numbers as strings, nested action lists) -> the raw insights shape."""
+    frame = pl.from_dicts(rows, schema=INSIGHT_SCHEMA) if rows else pl.DataFrame(schema=INSIGHT_SCHEMA)
+    purchase = _canonical("actions", priority)
+    value = _canonical("action_values", priority)
+    chosen_type = purchase.struct.field("action_type")
+
+    def num(col: str, dtype: pl.DataType = pl.Float64) -> pl.Expr:
+        return pl.col(col).cast(pl.Float64, strict=False).fill_null(0.0).cast(dtype)
+
+    out = frame.with_columns(
+        pl.lit(account_id).alias("account_id"),
+        pl.col("date_start").str.to_date("%Y-%m-%d").alias("date"),
+        num("spend").alias("spend"),
+        num("impressions", pl.Int64).alias("impressions"),
+        num("clicks", pl.Int64).alias("clicks"),
+        num("inline_link_clicks", pl.Int64).alias("inline_link_clicks"),
+        num("reach", pl.Int64).alias("reach"),
+        num("frequency").alias("frequency"),
+        purchase.struct.field("value").cast(pl.Float64, strict=False).fill_null(0.0).alias("purchases"),
+        # The value must come from the same action type as the count, never another one.
+        pl.when(value.struct.field("action_type") == chosen_type)
+        .then(value.struct.field("value").cast(pl.Float64, strict=False))
+        .otherwise(0.0)
+        .fill_null(0.0)
+        .alias("purchase_value"),
+        chosen_type.alias("purchase_action_type"),
+        pl.col("account_currency").str.to_uppercase().alias("currency"),
+        _json("actions").alias("actions_json"),
+        _json("action_values").alias("action_values_json"),
+        _json("purchase_roas").alias("purchase_roas_json"),
+    )
+    return out.select(
+        "account_id",
+        "campaign_id",
+        "campaign_name",
+        "adset_id",
+        "adset_name",
+        "date",
+        "spend",
+        "impressions",
+        "clicks",
+        "purchases",
+        "purchase_value",
+        "currency",
+        *META_EXTRA_COLUMNS,
+    ).sort("adset_id", "date")
+
+
+def _json(col: str) -> pl.Expr:
+    """The raw action array as JSON text, kept for audit."""
+    items = pl.col(col).list.eval(pl.element().struct.json_encode()).list.join(",")
+    return pl.when(pl.col(col).is_not_null()).then(pl.format("[{}]", items))
+
+
+# Audience metadata ------------------------------------------------------------------------------
+
+_PCT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
+
+
+def _quality(name: str) -> str | None:
+    n = name.lower()
+    if "purchase" in n or "buyer" in n:
+        return "PURCHASERS"
+    if "add to cart" in n or "add_to_cart" in n or re.search(r"\batc\b", n):
+        return "ATC"
+    if "view" in n or re.search(r"\bvc\b", n) or "visitor" in n:
+        return "VC"
+    return None
+
+
+def audience_type(targeting: dict[str, Any] | None) -> tuple[str, float | None, str | None]:
+    """(type, lookalike %, source quality) from a targeting spec, as DOMAIN.md describes."""
+    t = targeting or {}
+    audiences = list(t.get("custom_audiences") or [])
+    for ca in audiences:
+        name = str(ca.get("name", ""))
+        spec = ca.get("lookalike_spec") or {}
+        if ca.get("subtype") == "LOOKALIKE" or spec or "lookalike" in name.lower():
+            ratio = spec.get("ratio")
+            if ratio is not None:
+                pct = float(ratio) * 100 if float(ratio) <= 1 else float(ratio)
+            else:
+                m = _PCT.search(name)
+                pct = float(m.group(1)) if m else None
+            origin = " ".join(str(o.get("name", "")) for o in spec.get("origin", []) if isinstance(o, dict))
+            return "LOOKALIKE", pct, _quality(origin or name)
+    if audiences:
+        return "CUSTOM", None, _quality(" ".join(str(ca.get("name", "")) for ca in audiences))
+    for spec in t.get("flexible_spec") or []:
+        if any(spec.get(k) for k in ("interests", "behaviors", "life_events", "industries", "work_positions")):
+            return "INTEREST", None, None
+    if t.get("interests") or t.get("behaviors"):
+        return "INTEREST", None, None
+    return "BROAD", None, None
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    for fmt in ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"):
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def audiences_frame(
+    adsets: list[dict[str, Any]],
+    campaigns: list[dict[str, Any]],
+    account: dict[str, Any],
+    budget_changes: list[dict[str, Any]],
+) -> pl.DataFrame:
+    """One row per ad set in the audiences shape, with the API-only metadata."""
+    currency = str(account.get("currency") or "USD").upper()
+    zone = _zone(account.get("timezone_name"))
+    camp = {str(c["id"]): c for c in campaigns}
+    last_change: dict[str, datetime] = {}
+    for ev in budget_changes:
+        when = _parse_time(ev.get("event_time"))
+        obj = str(ev.get("object_id") or "")
+        if when is None or not obj:
+            continue
+        when = when.astimezone(UTC).replace(tzinfo=None)
+        last_change[obj] = max(last_change.get(obj, when), when)
+    records = []
+    for a in adsets:
+        kind, pct, quality = audience_type(a.get("targeting"))
+        c = camp.get(str(a.get("campaign_id")), {})
+        own_budget = from_minor(a.get("daily_budget"), currency)
+        own_lifetime = from_minor(a.get("lifetime_budget"), currency)
+        cbo = (
+            own_budget is None
+            and own_lifetime is None
+            and (
+                from_minor(c.get("daily_budget"), currency) is not None
+                or from_minor(c.get("lifetime_budget"), currency) is not None
+            )
+        )
+        created = _parse_time(a.get("created_time"))
+        learning = a.get("learning_stage_info") or {}
+        records.append(
+            {
+                "adset_id": str(a["id"]),
+                "audience_type": kind,
+                "lookalike_pct": pct,
+                "source_quality": quality,
+                "launched_on": created.astimezone(zone).date() if created else None,
+                "daily_budget": own_budget,
+                "last_budget_change_at": last_change.get(str(a["id"])),
+                "effective_status": a.get("effective_status") or a.get("status"),
+                "bid_strategy": a.get("bid_strategy") or c.get("bid_strategy"),
+                "is_cbo": bool(cbo),
+                "lifetime_budget": own_lifetime,
+                "learning_stage": learning.get("status"),
+            }
+        )
+    schema = {
+        "adset_id": pl.Utf8,
+        "audience_type": pl.Utf8,
+        "lookalike_pct": pl.Float64,
+        "source_quality": pl.Utf8,
+        "launched_on": pl.Date,
+        "daily_budget": pl.Float64,
+        "last_budget_change_at": pl.Datetime("us"),
+        "effective_status": pl.Utf8,
+        "bid_strategy": pl.Utf8,
+        "is_cbo": pl.Boolean,
+        "lifetime_budget": pl.Float64,
+        "learning_stage": pl.Utf8,
+    }
+    return pl.DataFrame(records, schema=schema)
+
+
+def apply_overrides(derived: pl.DataFrame, overrides: pl.DataFrame | None) -> pl.DataFrame:
+    """A user's audiences mapping (same contract as audiences.csv) wins over derived values."""
+    if overrides is None or overrides.height == 0:
+        return derived
+    cols = [
+        c
+        for c in ("audience_type", "lookalike_pct", "source_quality", "launched_on", "daily_budget")
+        if c in overrides.columns
+    ]
+    joined = derived.join(overrides.select("adset_id", *cols), on="adset_id", how="left", suffix="_user")
+    return joined.with_columns([pl.coalesce(f"{c}_user", c).alias(c) for c in cols]).drop([f"{c}_user" for c in cols])
+
+
+def today_in(zone_name: str | None) -> date:
+    """Today in an account's timezone: a day is the account's day."""
+    return datetime.now(_zone(zone_name)).date()
+
+
+def with_meta_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    """The raw insights shape every source shares: API-only columns are NULL for files."""
+    missing = [pl.lit(None, dtype=t).alias(c) for c, t in META_EXTRA_COLUMNS.items() if c not in frame.columns]
+    return frame.with_columns(missing) if missing else frame
