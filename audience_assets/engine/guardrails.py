@@ -53,6 +53,8 @@ def apply_guardrails(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
 
     # Under campaign budget optimisation the budget lives on the campaign: never write an ad set budget.
     campaign_budget = scale & pl.col("is_cbo").fill_null(False)
+    # A lifetime-budget ad set has no daily budget to raise: a daily step would change its pacing model.
+    lifetime = scale & pl.col("lifetime_budget").is_not_null() & pl.col("daily_budget").is_null()
     no_budget = scale & (base.is_null() | (base <= 0))
     cooldown = scale & (pl.col("hours_since_budget_change") < pl.col("cooldown_hours"))
     ceiling = scale & (pl.col("_pct") < cfg.min_scale_pct)
@@ -62,6 +64,8 @@ def apply_guardrails(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
     frame = frame.with_columns(
         pl.when(campaign_budget)
         .then(pl.lit("campaign_budget"))
+        .when(lifetime)
+        .then(pl.lit("lifetime_budget"))
         .when(no_budget)
         .then(pl.lit("no_budget"))
         .when(cooldown)
@@ -143,6 +147,13 @@ def _guardrail_text(cfg: RulesConfig) -> pl.Expr:
         .then(
             pl.lit(
                 "SCALE held: the budget lives on the campaign (campaign budget optimisation); raise the campaign's budget, not the ad set's"
+            )
+        )
+        .when(g == "lifetime_budget")
+        .then(
+            pl.format(
+                "SCALE held: the ad set runs on a lifetime budget of {}; change it by hand, the engine only steps daily budgets",
+                money(pl.col("lifetime_budget")),
             )
         )
         .when(g == "no_budget")
@@ -234,6 +245,11 @@ def verify_guardrails(decisions: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame
             "campaign_budget",
             (action == "SCALE") & pl.col("is_cbo").fill_null(False),
             pl.lit("ad set budget change under campaign budget optimisation"),
+        ),
+        (
+            "lifetime_budget",
+            (action == "SCALE") & pl.col("lifetime_budget").is_not_null() & pl.col("daily_budget").is_null(),
+            pl.lit("daily budget step on a lifetime-budget ad set"),
         ),
         (
             "pause_min_spend",

@@ -88,6 +88,9 @@ def prepare(
         "daily_budget",
         "last_budget_change_at",
         pl.col("is_cbo").fill_null(False) if "is_cbo" in metadata.columns else pl.lit(False).alias("is_cbo"),
+        pl.col("lifetime_budget")
+        if "lifetime_budget" in metadata.columns
+        else pl.lit(None, pl.Float64).alias("lifetime_budget"),
         pl.col("learning_stage")
         if "learning_stage" in metadata.columns
         else pl.lit(None, pl.Utf8).alias("learning_stage"),

@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+import requests
 from facebook_business.adobjects.adaccount import AdAccount
 from facebook_business.adobjects.adreportrun import AdReportRun
 from facebook_business.api import FacebookAdsApi, FacebookSession
 from facebook_business.exceptions import FacebookRequestError
 
 DEFAULT_GRAPH = "https://graph.facebook.com"
+# The SDK parses a non-JSON error body (an HTML 502) into a TypeError: retried like a 5xx.
+TRANSPORT_ERRORS = (requests.RequestException, TypeError, json.JSONDecodeError)
 TRANSIENT_CODES = {1, 2, 4, 17, 32, 341, 613} | set(range(80000, 80015))
 FATAL_CODES = {
     190: "the access token is invalid or expired (code 190): create a new token with ads_read",
@@ -174,6 +177,16 @@ class MetaClient:
         delay = min(self.settings.max_backoff_seconds, self.settings.backoff_seconds * 2 ** (attempt - 1))
         self._wait(delay * (0.5 + self._rng.random()))  # full jitter around the exponential step
 
+    def _on_transport_error(self, err: Exception, attempt: int, account: str) -> None:
+        """Connection drops, timeouts and non-JSON 5xx bodies (the SDK raises TypeError on those)."""
+        if attempt >= self.settings.max_retries:
+            raise MetaError(
+                f"{account}: request failed after {attempt} attempt(s): {type(err).__name__}: {err}"
+            ) from err
+        self.stats.retries += 1
+        delay = min(self.settings.max_backoff_seconds, self.settings.backoff_seconds * 2 ** (attempt - 1))
+        self._wait(delay * (0.5 + self._rng.random()))
+
     def _call(self, fn: Callable[[], Any], account: str) -> Any:
         attempt = 0
         while True:
@@ -182,6 +195,8 @@ class MetaClient:
                 return fn()
             except FacebookRequestError as err:
                 self._on_error(err, attempt, account)
+            except TRANSPORT_ERRORS as err:
+                self._on_transport_error(err, attempt, account)
 
     def _rows(self, make_cursor: Callable[[], Any], account: str) -> Iterator[dict[str, Any]]:
         """Every row of a cursor; a failed page is asked for again (same cursor, no duplicates)."""
@@ -196,6 +211,10 @@ class MetaClient:
             except FacebookRequestError as err:
                 attempt += 1
                 self._on_error(err, attempt, account)
+                continue
+            except TRANSPORT_ERRORS as err:
+                attempt += 1
+                self._on_transport_error(err, attempt, account)
                 continue
             attempt = 0
             if not cursor._queue:  # a page was just consumed: look at its usage headers
