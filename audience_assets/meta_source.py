@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
+from audience_assets.sources import RAW_COLUMNS
+
 DEFAULT_PURCHASE_PRIORITY = (
     "omni_purchase",
     "offsite_conversion.fb_pixel_purchase",
@@ -110,18 +112,7 @@ def insights_frame(rows: list[dict[str, Any]], account_id: str, priority: tuple[
         _json("purchase_roas").alias("purchase_roas_json"),
     )
     return out.select(
-        "account_id",
-        "campaign_id",
-        "campaign_name",
-        "adset_id",
-        "adset_name",
-        "date",
-        "spend",
-        "impressions",
-        "clicks",
-        "purchases",
-        "purchase_value",
-        "currency",
+        *RAW_COLUMNS,
         *META_EXTRA_COLUMNS,
     ).sort("adset_id", "date")
 

@@ -99,7 +99,7 @@ def test_every_check_ran_and_passed(sample_warehouse):
     guardrails = evals[("decisions", "guardrails")]
     assert guardrails.severity == dg.AssetCheckSeverity.ERROR
     assert guardrails.metadata["violations"].value == 0
-    assert guardrails.metadata["decisions_checked"].value == 120
+    assert guardrails.metadata["rows_checked"].value == 120
 
 
 def test_guardrail_check_is_blocking():

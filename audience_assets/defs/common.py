@@ -104,3 +104,16 @@ def doc_tests_check(asset: dg.AssetsDefinition | str, table: str, partitioned: b
         )
 
     return _check
+
+
+def guardrail_result(violations: pl.DataFrame, checked: int) -> dg.AssetCheckResult:
+    """A blocking ERROR check result listing every guardrail violation."""
+    return dg.AssetCheckResult(
+        passed=violations.height == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "rows_checked": checked,
+            "violations": violations.height,
+            "detail": dg.MetadataValue.md(markdown_preview(violations, rows=20) if violations.height else "none"),
+        },
+    )

@@ -13,6 +13,7 @@ from audience_assets.defs.common import (
     as_of,
     description,
     doc_tests_check,
+    guardrail_result,
     load_partition,
     markdown_preview,
     write_partition,
@@ -107,17 +108,9 @@ def recommendations_guardrail_check(
 ) -> dg.AssetCheckResult:
     day = as_of(context)
     with duckdb.get_connection() as conn:
-        violations = verify_recommendations(
-            load_partition(conn, "recommendations", day), load_partition(conn, "decisions", day), rules.load()
-        )
-    return dg.AssetCheckResult(
-        passed=violations.height == 0,
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata={
-            "violations": violations.height,
-            "detail": dg.MetadataValue.md(markdown_preview(violations, rows=20) if violations.height else "none"),
-        },
-    )
+        recs = load_partition(conn, "recommendations", day)
+        violations = verify_recommendations(recs, load_partition(conn, "decisions", day), rules.load())
+    return guardrail_result(violations, recs.height)
 
 
 CHECKS = [recommendations_guardrail_check, doc_tests_check(recommendations, "recommendations")]

@@ -14,6 +14,7 @@ from audience_assets.defs.common import (
     as_of,
     description,
     doc_tests_check,
+    guardrail_result,
     load_partition,
     markdown_preview,
     write_partition,
@@ -142,16 +143,7 @@ def guardrail_check(
     cfg = rules.load()
     with duckdb.get_connection() as conn:
         rows = load_partition(conn, "decisions", as_of(context))
-    violations = verify_guardrails(rows, cfg)
-    return dg.AssetCheckResult(
-        passed=violations.height == 0,
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata={
-            "decisions_checked": rows.height,
-            "violations": violations.height,
-            "detail": dg.MetadataValue.md(markdown_preview(violations, rows=20) if violations.height else "none"),
-        },
-    )
+    return guardrail_result(verify_guardrails(rows, cfg), rows.height)
 
 
 CHECKS = [
