@@ -197,33 +197,55 @@ def cache_key(prompt_version: str, prompt_sha: str, model: str, payload: str) ->
 
 # Validation and faithfulness -----------------------------------------------------------
 
-_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+# A quoted number: optional sign, digits with any comma grouping (1,234,567 or 1,27,300), optional
+# decimals or a bare leading-dot fraction (.97). Digits glued to letters (INR99999) are checked too.
+_NUMBER = re.compile(r"(?<![\d.,])([-+]?)((?:\d[\d,]*)?\.?\d+)")
+_REF = re.compile(r"\ba\d+\b")
+# Metrics that are fractions: an explanation may quote them as percentages (0.23 -> 23%).
+FRACTION_METRICS = {"ctr", "cvr", "roas_change", "spend_acceleration", "p_true_roas_in_bucket", "roas_dod_change"}
 
 
-def _decimals(token: str) -> int:
-    return len(token.split(".", 1)[1]) if "." in token else 0
+def _decimals(digits: str) -> int:
+    return len(digits.split(".", 1)[1]) if "." in digits else 0
 
 
-def _matches(token: str, values: list[float]) -> bool:
-    """A quoted number matches an input figure within display rounding (also as a percentage)."""
-    number = abs(float(token.replace(",", "").lstrip("+")))
-    tol = 0.5 * 10 ** (-_decimals(token)) + 1e-9
-    for v in values:
-        for candidate in (abs(v), abs(v) * 100):
-            if abs(candidate - number) <= tol:
-                return True
+def _agrees(sign: str, digits: str, candidates: list[float]) -> bool:
+    """A quoted number agrees with a candidate within display rounding; an explicit sign must agree."""
+    number = float(digits.replace(",", ""))
+    tol = 0.5 * 10 ** (-_decimals(digits)) + 1e-9
+    for c in candidates:
+        if (sign == "-" and c > 0) or (sign == "+" and c < 0):
+            continue
+        if abs(abs(c) - number) <= tol:
+            return True
     return False
 
 
-def _figures(record: dict[str, Any]) -> list[float]:
-    vals = [float(v) for v in record["metrics"].values() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    return vals
+def _candidates(record: dict[str, Any], extra: list[float]) -> list[float]:
+    out: list[float] = []
+    for name, v in record["metrics"].items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.append(float(v))
+            if name in FRACTION_METRICS:
+                out.append(float(v) * 100)
+    for v in extra:
+        out.append(float(v))
+        if 0 < abs(v) <= 1:  # rule settings such as confidence levels, quoted as percentages
+            out.append(float(v) * 100)
+    return out
 
 
 def unfaithful_numbers(text: str, record: dict[str, Any], extra: list[float]) -> list[str]:
     """Numbers in an explanation that no input figure supports."""
-    figures = _figures(record) + extra
-    return [t for t in _NUMBER.findall(text) if not _matches(t, figures)]
+    candidates = _candidates(record, extra)
+    cleaned = _REF.sub(" ", text)  # audience refs (a12) are names, not figures
+    return [sign + digits for sign, digits in _NUMBER.findall(cleaned) if not _agrees(sign, digits, candidates)]
+
+
+def _cited_agrees(cited: float, value: float) -> bool:
+    """A cited value equals the input figure, sign included, within the rounding it is given at."""
+    text = repr(round(cited, 6))
+    return (cited < 0) == (value < 0) and abs(abs(cited) - abs(value)) <= 0.5 * 10 ** (-_decimals(text)) + 1e-9
 
 
 def check_assessment(a: AudienceAssessment, record: dict[str, Any], extra: list[float]) -> str | None:
@@ -232,7 +254,7 @@ def check_assessment(a: AudienceAssessment, record: dict[str, Any], extra: list[
     for cited in a.cited_metrics:
         if cited.name not in metrics or metrics[cited.name] is None:
             return f"cited metric {cited.name!r} is not in the input"
-        if not _matches(repr(round(cited.value, 6)), [float(metrics[cited.name])]):
+        if not _cited_agrees(cited.value, float(metrics[cited.name])):
             return f"cited {cited.name}={cited.value} but the input has {metrics[cited.name]}"
     bad = unfaithful_numbers(a.explanation, record, extra)
     if bad:
@@ -298,6 +320,8 @@ def assess_batch(
                 if a and reason is None
                 else "[]",
                 "unknown_refs": ",".join(unknown) if unknown else None,
+                # A disagreement is worth a human look even when its wording failed a check.
+                "disagreed": bool(a is not None and a.assessment == "disagree" and ref not in duplicates),
             }
         )
     return out

@@ -88,7 +88,12 @@ class ClaudeClient:
         try:
             message = self._client.messages.create(**params)
         except anthropic.AnthropicError as err:
-            return CallOutcome(key, error=_error_text(err), latency_ms=int((time.monotonic() - started) * 1000))
+            return CallOutcome(
+                key,
+                error=_error_text(err),
+                request_id=getattr(err, "request_id", None),
+                latency_ms=int((time.monotonic() - started) * 1000),
+            )
         return CallOutcome(
             key,
             text=_text(message),
@@ -129,7 +134,9 @@ class ClaudeClient:
             if entry is None:
                 out[key] = CallOutcome(key, error="missing from batch results", latency_ms=latency)
             elif entry.result.type != "succeeded":
-                out[key] = CallOutcome(key, error=f"batch result {entry.result.type}", latency_ms=latency)
+                out[key] = CallOutcome(
+                    key, error=f"batch result {entry.result.type}", request_id=job.id, latency_ms=latency
+                )
             else:
                 m = entry.result.message
                 out[key] = CallOutcome(

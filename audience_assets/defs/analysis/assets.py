@@ -34,7 +34,7 @@ from audience_assets.engine.analysis import (
     response_schema,
     template_analysis,
 )
-from audience_assets.engine.config import RulesConfig
+from audience_assets.engine.config import ConfigError, RulesConfig
 from audience_assets.integrations.anthropic_client import CallOutcome, ClaudeClient
 from audience_assets.warehouse import resource_dir, table_exists
 
@@ -142,6 +142,8 @@ def _cache_put(conn: duckdb_mod.DuckDBPyConnection, key: str, version: str, mode
 
 
 def _mode(claude: ClaudeResource, context: dg.AssetExecutionContext) -> str:
+    if claude.mode not in ("auto", "sync", "batch"):
+        raise ConfigError(f"claude.mode must be auto, sync or batch, not {claude.mode!r}")
     if claude.mode in ("sync", "batch"):
         return claude.mode
     scheduled = "dagster/schedule_name" in context.run.tags
@@ -284,6 +286,7 @@ def run_analysis(
             "dropped_alternatives": pl.List(pl.Utf8),
             "cited_metrics": pl.Utf8,
             "unknown_refs": pl.Utf8,
+            "disagreed": pl.Boolean,
         },
     )
     merged = (
@@ -319,7 +322,7 @@ def run_analysis(
             .then(pl.lit("not selected for analysis (scope)"))
             .otherwise(pl.col("c_fallback_reason"))
             .alias("fallback_reason"),
-            (pl.when(pl.col("_ok")).then(pl.col("c_assessment") == "disagree").otherwise(False)).alias("needs_review"),
+            pl.col("c_disagreed").fill_null(False).alias("needs_review"),
             pl.col("c_unknown_refs").alias("unknown_refs"),
             pl.lit(base["prompt_version"]).alias("prompt_version"),
             pl.lit(prompt_sha).alias("prompt_sha256"),
