@@ -68,23 +68,29 @@ def create_view(conn: duckdb.DuckDBPyConnection, view: str, model: str) -> None:
 
 
 def _ensure_table(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
-    """Create the table from the frame's schema, or add columns a newer version writes."""
+    """Create the table with the frame's column types, or add columns a newer version writes.
+
+    Explicit DDL on purpose: DuckDB 1.5 loses sight (in the same connection) of rows inserted in a
+    transaction whose table was made by CREATE TABLE AS from a registered frame, once an insert
+    passes a row group (~120k rows).
+    """
     conn.register("_frame_schema", frame.head(0))
     try:
-        conn.execute(f'CREATE TABLE IF NOT EXISTS "{table}" AS SELECT * FROM _frame_schema')
-        have = {
-            r[0]
-            for r in conn.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND table_schema = 'main'",
-                [table],
-            ).fetchall()
-        }
         described = conn.execute("DESCRIBE SELECT * FROM _frame_schema").fetchall()
-        for column, dtype, *_ in described:
-            if column not in have:
-                conn.execute(f'ALTER TABLE "{table}" ADD COLUMN "{column}" {dtype}')
     finally:
         conn.unregister("_frame_schema")
+    columns = ", ".join(f'"{name}" {dtype}' for name, dtype, *_ in described)
+    conn.execute(f'CREATE TABLE IF NOT EXISTS "{table}" ({columns})')
+    have = {
+        r[0]
+        for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND table_schema = 'main'",
+            [table],
+        ).fetchall()
+    }
+    for name, dtype, *_ in described:
+        if name not in have:
+            conn.execute(f'ALTER TABLE "{table}" ADD COLUMN "{name}" {dtype}')
 
 
 def replace_partition(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, key: str, value: Any) -> int:
