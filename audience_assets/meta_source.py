@@ -83,7 +83,6 @@ def insights_frame(rows: list[dict[str, Any]], account_id: str, priority: tuple[
     """Daily ad-set insight rows (numbers as strings, nested action lists) -> the raw insights shape."""
     frame = pl.from_dicts(rows, schema=INSIGHT_SCHEMA) if rows else pl.DataFrame(schema=INSIGHT_SCHEMA)
     purchase = _canonical("actions", priority)
-    value = _canonical("action_values", priority)
     chosen_type = purchase.struct.field("action_type")
 
     def num(col: str, dtype: pl.DataType = pl.Float64) -> pl.Expr:
@@ -99,17 +98,26 @@ def insights_frame(rows: list[dict[str, Any]], account_id: str, priority: tuple[
         num("reach", pl.Int64).alias("reach"),
         num("frequency").alias("frequency"),
         purchase.struct.field("value").cast(pl.Float64, strict=False).fill_null(0.0).alias("purchases"),
-        # The value must come from the same action type as the count, never another one.
-        pl.when(value.struct.field("action_type") == chosen_type)
-        .then(value.struct.field("value").cast(pl.Float64, strict=False))
-        .otherwise(0.0)
-        .fill_null(0.0)
-        .alias("purchase_value"),
         chosen_type.alias("purchase_action_type"),
         pl.col("account_currency").str.to_uppercase().alias("currency"),
         _json("actions").alias("actions_json"),
         _json("action_values").alias("action_values_json"),
         _json("purchase_roas").alias("purchase_roas_json"),
+    )
+    # The value comes from action_values under the very type the count was read from.
+    values = (
+        frame.with_row_index("_row")
+        .select("_row", "action_values")
+        .explode("action_values")
+        .unnest("action_values")
+        .select("_row", "action_type", pl.col("value").cast(pl.Float64, strict=False).alias("purchase_value"))
+        .drop_nulls("action_type")
+        .unique(subset=["_row", "action_type"], keep="first")
+    )
+    out = (
+        out.with_row_index("_row")
+        .join(values, left_on=["_row", "purchase_action_type"], right_on=["_row", "action_type"], how="left")
+        .with_columns(pl.col("purchase_value").fill_null(0.0))
     )
     return out.select(
         *RAW_COLUMNS,
@@ -186,6 +194,22 @@ def _zone(name: str | None) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
+AUDIENCE_SCHEMA = {
+    "adset_id": pl.Utf8,
+    "audience_type": pl.Utf8,
+    "lookalike_pct": pl.Float64,
+    "source_quality": pl.Utf8,
+    "launched_on": pl.Date,
+    "daily_budget": pl.Float64,
+    "last_budget_change_at": pl.Datetime("us"),
+    "effective_status": pl.Utf8,
+    "bid_strategy": pl.Utf8,
+    "is_cbo": pl.Boolean,
+    "lifetime_budget": pl.Float64,
+    "learning_stage": pl.Utf8,
+}
+
+
 def audiences_frame(
     adsets: list[dict[str, Any]],
     campaigns: list[dict[str, Any]],
@@ -236,21 +260,7 @@ def audiences_frame(
                 "learning_stage": learning.get("status"),
             }
         )
-    schema = {
-        "adset_id": pl.Utf8,
-        "audience_type": pl.Utf8,
-        "lookalike_pct": pl.Float64,
-        "source_quality": pl.Utf8,
-        "launched_on": pl.Date,
-        "daily_budget": pl.Float64,
-        "last_budget_change_at": pl.Datetime("us"),
-        "effective_status": pl.Utf8,
-        "bid_strategy": pl.Utf8,
-        "is_cbo": pl.Boolean,
-        "lifetime_budget": pl.Float64,
-        "learning_stage": pl.Utf8,
-    }
-    return pl.DataFrame(records, schema=schema)
+    return pl.DataFrame(records, schema=AUDIENCE_SCHEMA)
 
 
 def apply_overrides(derived: pl.DataFrame, overrides: pl.DataFrame | None) -> pl.DataFrame:
@@ -275,3 +285,15 @@ def with_meta_columns(frame: pl.DataFrame) -> pl.DataFrame:
     """The raw insights shape every source shares: API-only columns are NULL for files."""
     missing = [pl.lit(None, dtype=t).alias(c) for c, t in META_EXTRA_COLUMNS.items() if c not in frame.columns]
     return frame.with_columns(missing) if missing else frame
+
+
+_SECRET_PARAMS = re.compile(r"(access_token|appsecret_proof|client_secret)=[^&\s'\"]+")
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """Error text without tokens: requests puts the full URL, query string included, in its messages."""
+    out = _SECRET_PARAMS.sub(r"\1=***", text)
+    for secret in secrets:
+        if secret:
+            out = out.replace(secret, "***")
+    return out

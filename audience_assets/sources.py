@@ -203,17 +203,21 @@ def extract_meta(
     client,
     account_ids: list[str],
     as_of: date,
-    stored_first_day: dict[str, date],
+    stored: dict[str, tuple[date, date]],
     lookback_days: int,
     initial_days: int,
     purchase_priority: tuple[str, ...],
     with_insights: bool = True,
     with_metadata: bool = True,
 ) -> MetaExtract:
-    """Pull each account; one account's failure does not lose the others' rows."""
-    from audience_assets.meta_source import audiences_frame, insights_frame
+    """Pull each account; one account's failure does not lose the others' rows.
 
-    until = as_of - timedelta(days=1)
+    `stored` holds each account's first and last stored day. An account new to the warehouse gets
+    `initial_days`; a known one re-pulls the lookback window, reaching back further when runs were
+    missed so no gap is left. A day is loaded only once it is over in the account's timezone.
+    """
+    from audience_assets.meta_source import audiences_frame, insights_frame, redact, today_in
+
     frames, day_frames, audience_frames = [], [], []
     accounts, failures, full = {}, {}, {}
     for act in account_ids:
@@ -221,9 +225,17 @@ def extract_meta(
             info = client.account(act)
             accounts[act] = info
             if with_insights:
-                incremental = act in stored_first_day and stored_first_day[act] <= until - timedelta(days=lookback_days)
-                since = until - timedelta(days=(lookback_days if incremental else initial_days) - 1)
-                full[act] = not incremental
+                until = min(as_of, today_in(info.get("timezone_name"))) - timedelta(days=1)
+                window_start = until - timedelta(days=lookback_days - 1) if lookback_days else until
+                if act in stored:
+                    _first, last = stored[act]
+                    since = min(window_start, last + timedelta(days=1))
+                    full[act] = False
+                else:
+                    since = until - timedelta(days=initial_days - 1)
+                    full[act] = True
+                if since > until:
+                    continue
                 rows = client.insights(act, since, until)
                 frames.append(insights_frame(rows, act, purchase_priority))
                 day_frames.append(
@@ -239,7 +251,7 @@ def extract_meta(
                     )
                 )
         except Exception as err:  # noqa: BLE001 - recorded per account and raised after the others are saved
-            failures[act] = f"{type(err).__name__}: {err}"
+            failures[act] = redact(f"{type(err).__name__}: {err}", getattr(client.settings, "access_token", None))
     insights = pl.concat(frames, how="vertical_relaxed") if frames else None
     days = pl.concat(day_frames) if day_frames else pl.DataFrame(schema={"account_id": pl.Utf8, "date": pl.Date})
     audiences = pl.concat(audience_frames, how="vertical_relaxed") if audience_frames else pl.DataFrame()

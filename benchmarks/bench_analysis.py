@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT / "audience_assets_tests"))
 
 from fakes.anthropic_server import FakeAnthropic, json_reply  # noqa: E402
 
-from audience_assets.defs.automation import MAIN_JOB  # noqa: E402
 from audience_assets.definitions import defs  # noqa: E402
+from audience_assets.defs.automation import MAIN_JOB  # noqa: E402
 
 
 def responder(request: dict) -> object:
@@ -64,7 +64,12 @@ def main() -> int:
                 "source": {"config": {"kind": "sample", "sample_adsets": args.audiences}},
                 "output": {"config": {"directory": str(work / "out")}},
                 "claude": {
-                    "config": {"api_key": "bench-key", "base_url": fake.base_url, "batch_size": args.batch_size, "mode": "sync"}
+                    "config": {
+                        "api_key": "bench-key",
+                        "base_url": fake.base_url,
+                        "batch_size": args.batch_size,
+                        "mode": "sync",
+                    }
                 },
             },
             "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},

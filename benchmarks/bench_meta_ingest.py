@@ -29,20 +29,31 @@ from audience_assets.sources import extract_meta  # noqa: E402
 def run(adsets: int, days: int, page_size: int, accounts: int) -> dict:
     end = date(2026, 11, 25)
     data = {
-        f"act_{1000 + i}": build_account(f"act_{1000 + i}", "INR" if i % 2 == 0 else "JPY", n_adsets=adsets, days=days, end_date=end, seed=i)
+        f"act_{1000 + i}": build_account(
+            f"act_{1000 + i}", "INR" if i % 2 == 0 else "JPY", n_adsets=adsets, days=days, end_date=end, seed=i
+        )
         for i in range(accounts)
     }
     out = {}
     with FakeGraph(data) as fake:
         for label, lookback, initial in (("backfill (async)", days, days), ("lookback 7 days (sync)", 7, days)):
             client = MetaClient(
-                MetaSettings(access_token="bench", graph_url=fake.base_url, page_size=page_size, async_poll_seconds=0.0),
+                MetaSettings(
+                    access_token="bench", graph_url=fake.base_url, page_size=page_size, async_poll_seconds=0.0
+                ),
                 sleep=lambda s: None,
             )
             stored = {} if label.startswith("backfill") else {a: end - timedelta(days=days) for a in data}
             t0 = time.perf_counter()
             ext = extract_meta(
-                client, list(data), end + timedelta(days=1), stored, lookback, initial, DEFAULT_PURCHASE_PRIORITY, with_metadata=False
+                client,
+                list(data),
+                end + timedelta(days=1),
+                stored,
+                lookback,
+                initial,
+                DEFAULT_PURCHASE_PRIORITY,
+                with_metadata=False,
             )
             seconds = time.perf_counter() - t0
             rows = ext.insights.height if ext.insights is not None else 0

@@ -20,11 +20,13 @@ import requests
 from facebook_business.adobjects.adaccount import AdAccount
 from facebook_business.adobjects.adreportrun import AdReportRun
 from facebook_business.api import FacebookAdsApi, FacebookSession
-from facebook_business.exceptions import FacebookRequestError
+from facebook_business.exceptions import FacebookBadObjectError, FacebookRequestError
+
+from audience_assets.meta_source import redact
 
 DEFAULT_GRAPH = "https://graph.facebook.com"
 # The SDK parses a non-JSON error body (an HTML 502) into a TypeError: retried like a 5xx.
-TRANSPORT_ERRORS = (requests.RequestException, TypeError, json.JSONDecodeError)
+TRANSPORT_ERRORS = (requests.RequestException, TypeError, json.JSONDecodeError, FacebookBadObjectError)
 TRANSIENT_CODES = {1, 2, 4, 17, 32, 341, 613} | set(range(80000, 80015))
 FATAL_CODES = {
     190: "the access token is invalid or expired (code 190): create a new token with ads_read",
@@ -64,11 +66,16 @@ ADSET_FIELDS = [
     "learning_stage_info",
 ]
 CAMPAIGN_FIELDS = ["id", "name", "daily_budget", "lifetime_budget", "bid_strategy"]
+TOO_MUCH_DATA = 1487534
 USAGE_HEADERS = ("x-business-use-case-usage", "x-ad-account-usage", "x-app-usage", "x-fb-ads-insights-throttle")
 
 
 class MetaError(RuntimeError):
     """A Meta API failure a user must act on (token, permission, parameter) or that outlasted retries."""
+
+
+class MetaTooLarge(MetaError):
+    """Meta asks for less data in one synchronous read (code 100, subcode 1487534)."""
 
 
 @dataclass
@@ -165,13 +172,19 @@ class MetaClient:
         """Sleep before a retry of a transient error; raise MetaError for anything else."""
         code = err.api_error_code()
         self._observe(err.http_headers())
+        if code == 100 and (
+            err.api_error_subcode() == TOO_MUCH_DATA or "reduce the amount" in (err.api_error_message() or "")
+        ):
+            raise MetaTooLarge(f"{account}: Meta asks to reduce the amount of data in one read")
         if code in FATAL_CODES:
-            raise MetaError(f"{account}: " + FATAL_CODES[code].format(account=account) + f": {err.api_error_message()}")
+            message = redact(str(err.api_error_message()), self.settings.access_token, self.settings.app_secret)
+            raise MetaError(f"{account}: " + FATAL_CODES[code].format(account=account) + f": {message}")
         transient = code in TRANSIENT_CODES or err.api_transient_error() or (err.http_status() or 0) >= 500
         if not transient or attempt >= self.settings.max_retries:
             raise MetaError(
                 f"{account}: Meta error code {code} (subcode {err.api_error_subcode()}, HTTP {err.http_status()})"
-                f" after {attempt} attempt(s): {err.api_error_message()}"
+                f" after {attempt} attempt(s): "
+                + redact(str(err.api_error_message()), self.settings.access_token, self.settings.app_secret)
             )
         self.stats.retries += 1
         delay = min(self.settings.max_backoff_seconds, self.settings.backoff_seconds * 2 ** (attempt - 1))
@@ -180,9 +193,10 @@ class MetaClient:
     def _on_transport_error(self, err: Exception, attempt: int, account: str) -> None:
         """Connection drops, timeouts and non-JSON 5xx bodies (the SDK raises TypeError on those)."""
         if attempt >= self.settings.max_retries:
+            message = redact(str(err), self.settings.access_token, self.settings.app_secret)
             raise MetaError(
-                f"{account}: request failed after {attempt} attempt(s): {type(err).__name__}: {err}"
-            ) from err
+                f"{account}: request failed after {attempt} attempt(s): {type(err).__name__}: {message}"
+            ) from None
         self.stats.retries += 1
         delay = min(self.settings.max_backoff_seconds, self.settings.backoff_seconds * 2 ** (attempt - 1))
         self._wait(delay * (0.5 + self._rng.random()))
@@ -199,27 +213,30 @@ class MetaClient:
                 self._on_transport_error(err, attempt, account)
 
     def _rows(self, make_cursor: Callable[[], Any], account: str) -> Iterator[dict[str, Any]]:
-        """Every row of a cursor; a failed page is asked for again (same cursor, no duplicates)."""
-        cursor = self._call(make_cursor, account)
+        """Every row of a cursor. A failed page is asked for again from the same position: the
+        cursor's paging state is restored first, since the SDK may have moved it before failing."""
+        cursor = self._call(make_cursor, account)  # the SDK loads the first page here
         self._observe(cursor.headers() if hasattr(cursor, "headers") else {})
         attempt = 0
         while True:
-            try:
-                item = next(cursor)
-            except StopIteration:
+            while cursor._queue:
+                item = cursor._queue.pop(0)
+                yield item.export_all_data() if hasattr(item, "export_all_data") else dict(item)
+            if cursor._finished_iteration:
                 return
-            except FacebookRequestError as err:
+            saved = dict(cursor.params)
+            try:
+                cursor.load_next_page()
+            except (FacebookRequestError, *TRANSPORT_ERRORS) as err:
+                cursor.params, cursor._finished_iteration, cursor._queue = saved, False, []
                 attempt += 1
-                self._on_error(err, attempt, account)
-                continue
-            except TRANSPORT_ERRORS as err:
-                attempt += 1
-                self._on_transport_error(err, attempt, account)
+                if isinstance(err, FacebookRequestError):
+                    self._on_error(err, attempt, account)
+                else:
+                    self._on_transport_error(err, attempt, account)
                 continue
             attempt = 0
-            if not cursor._queue:  # a page was just consumed: look at its usage headers
-                self._observe(cursor.headers())
-            yield item.export_all_data() if hasattr(item, "export_all_data") else dict(item)
+            self._observe(cursor.headers())
 
     @property
     def requests_made(self) -> int:
@@ -272,7 +289,12 @@ class MetaClient:
     def _sync_insights(self, account_id: str, since: date, until: date) -> list[dict[str, Any]]:
         acct = AdAccount(account_id, api=self.api)
         params = self._insight_params(since, until)
-        return list(self._rows(lambda: acct.get_insights(fields=INSIGHT_FIELDS, params=params), account_id))
+        try:
+            return list(self._rows(lambda: acct.get_insights(fields=INSIGHT_FIELDS, params=params), account_id))
+        except MetaTooLarge:
+            if since == until:
+                raise
+            return self._split(account_id, since, until, "too much data for one read")
 
     def _async_insights(self, account_id: str, since: date, until: date) -> list[dict[str, Any]]:
         acct = AdAccount(account_id, api=self.api)
@@ -287,11 +309,10 @@ class MetaClient:
             status = job.get(AdReportRun.Field.async_status)
             if status == "Job Completed":
                 break
-            if (
-                status in ("Job Failed", "Job Skipped")
-                or time.monotonic() - started > self.settings.async_timeout_seconds
-            ):
-                return self._split(account_id, since, until, status or "timed out")
+            if status in ("Job Failed", "Job Skipped"):
+                return self._split(account_id, since, until, status)
+            if time.monotonic() - started > self.settings.async_timeout_seconds:
+                return self._split(account_id, since, until, "timed out")
             self._wait(wait)
             wait = min(wait * 1.5, 60.0)
         report = job
@@ -300,7 +321,7 @@ class MetaClient:
     def _split(self, account_id: str, since: date, until: date, why: str) -> list[dict[str, Any]]:
         """A failed or skipped report run is retried as two halves, down to synchronous single days."""
         self.stats.async_splits += 1
-        self.stats.errors.append(f"{account_id} {since}..{until}: async job {why}; split")
+        self.stats.errors.append(f"{account_id} {since}..{until}: {why}; split")
         if since == until:
             return self._sync_insights(account_id, since, until)
         middle = since + timedelta(days=(until - since).days // 2)

@@ -20,7 +20,7 @@ from audience_assets.defs.common import (
 )
 from audience_assets.defs.resources import MetaResource, RulesResource, SourceResource
 from audience_assets.engine.validation import validate_audiences
-from audience_assets.meta_source import apply_overrides, with_meta_columns
+from audience_assets.meta_source import AUDIENCE_SCHEMA, apply_overrides, with_meta_columns
 from audience_assets.sources import extract, extract_meta, metadata_snapshot, read_audiences, read_csv_text
 from audience_assets.warehouse import coverage, create_view, replace_days, table_exists
 
@@ -46,7 +46,8 @@ def raw_insights(
     spec = source.spec()
     started = time.monotonic()
     with duckdb.get_connection() as conn:
-        stored = {a: first for a, first, _ in coverage(conn, "raw_insights", day).iter_rows()}
+        spans = {a: (first, last) for a, first, last in coverage(conn, "raw_insights", day).iter_rows()}
+        stored = {a: first for a, (first, _last) in spans.items()}
         failures: dict[str, str] = {}
         extra: dict[str, object] = {}
         if spec.kind == "meta":
@@ -56,7 +57,7 @@ def raw_insights(
                 client,
                 meta.account_list(),
                 day,
-                stored,
+                spans,
                 lookback,
                 meta.initial_days,
                 tuple(meta.purchase_action_priority),
@@ -165,16 +166,18 @@ def audience_metadata(
     spec = source.spec()
     if spec.kind == "meta":
         mx = extract_meta(meta.client(), meta.account_list(), day, {}, 0, 0, (), with_insights=False)
-        if mx.failures:
-            raise dg.Failure(
-                description="Meta accounts failed: " + "; ".join(f"{a}: {m}" for a, m in mx.failures.items())
-            )
         overrides = None
         if meta.audience_mapping_path:
             overrides = validate_audiences(read_csv_text(meta.audience_mapping_path), meta.audience_mapping_path)
-        audiences = apply_overrides(mx.audiences.drop("account_id"), overrides)
+        audiences = (
+            apply_overrides(mx.audiences.drop("account_id"), overrides)
+            if mx.audiences.height
+            else pl.DataFrame(schema=AUDIENCE_SCHEMA)
+        )
+        failures = mx.failures
     else:
         audiences = read_audiences(spec)
+        failures = {}
     with duckdb.get_connection() as conn:
         names = conn.execute(
             """SELECT account_id, adset_id, arg_max(adset_name, date) AS adset_name,
@@ -185,13 +188,17 @@ def audience_metadata(
         ).pl()
         frame = metadata_snapshot(names, audiences, day, spec.kind)
         counts = frame.group_by("audience_type").len().sort("audience_type")
-        return write_partition(
+        result = write_partition(
             context,
             conn,
             "audience_metadata",
             frame,
             extra={"audiences_by_type": dg.MetadataValue.md(markdown_preview(counts, rows=10))},
         )
+    if failures:
+        # The others' metadata is saved; the failed accounts' audiences have none and cannot act.
+        raise dg.Failure(description="Meta accounts failed: " + "; ".join(f"{a}: {m}" for a, m in failures.items()))
+    return result
 
 
 CHECKS = [
