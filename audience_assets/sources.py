@@ -113,8 +113,22 @@ def newest_day(spec: SourceSpec) -> date:
     """The newest day a source holds (the default decision date is the day after it)."""
     if spec.kind == "sample":
         return spec.sample_end_date
-    insights, _ = read_source(spec)
-    return insights["date"].max()
+    if spec.kind != "csv" or not spec.insights_path:
+        raise InputError(f"the newest day of a {spec.kind} source is not known before it is read")
+    # Fast path: one column. Any problem falls through to the full validation and its exact message.
+    try:
+        newest = (
+            pl.scan_csv(spec.insights_path, infer_schema=False)
+            .select(pl.col("date_start").str.strip_chars().str.to_date("%Y-%m-%d", strict=True).max())
+            .collect()
+            .item()
+        )
+    except (pl.exceptions.PolarsError, OSError):
+        newest = None
+    if newest is None:
+        insights, _ = read_source(spec)
+        newest = insights["date"].max()
+    return newest
 
 
 def _day_grid(frame: pl.DataFrame, start: pl.Expr, end: pl.Expr) -> pl.DataFrame:

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from audience_assets.engine.validation import InputError
-from audience_assets.sources import SourceSpec, newest_day
+from audience_assets.sources import SourceSpec, read_source
 
 MAIN_JOB = "audience_engine_job"
 INBOX_ENV = "AUDIENCE_ENGINE_INBOX"
@@ -69,7 +69,9 @@ def csv_inbox_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | d
         return dg.SkipReason("inbox files unchanged since the last run")
     spec = SourceSpec(kind="csv", insights_path=str(insights.resolve()), audiences_path=str(audiences.resolve()))
     try:
-        day = newest_day(spec) + timedelta(days=1)
+        # Validate the whole pair here: a bad drop is reported once, not as a failed run.
+        insights, _ = read_source(spec)
+        day = insights["date"].max() + timedelta(days=1)
     except InputError as err:
         # Bad files are reported once and not retried until they change.
         return dg.SensorResult(skip_reason=dg.SkipReason(f"inbox files rejected: {err}"), cursor=digest)
