@@ -234,14 +234,8 @@ def audiences_frame(
         c = camp.get(str(a.get("campaign_id")), {})
         own_budget = from_minor(a.get("daily_budget"), currency)
         own_lifetime = from_minor(a.get("lifetime_budget"), currency)
-        cbo = (
-            own_budget is None
-            and own_lifetime is None
-            and (
-                from_minor(c.get("daily_budget"), currency) is not None
-                or from_minor(c.get("lifetime_budget"), currency) is not None
-            )
-        )
+        # An ad set with no budget of its own spends its campaign's (CBO / Advantage+ campaign budget).
+        cbo = own_budget is None and own_lifetime is None
         created = _parse_time(a.get("created_time"))
         learning = a.get("learning_stage_info") or {}
         records.append(

@@ -7,6 +7,7 @@ only the lookback window once the warehouse already holds the history before it.
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -70,9 +71,20 @@ def read_csv_text(path: str | Path) -> pl.DataFrame:
         return pl.DataFrame()
     try:
         frame = pl.read_csv(p, infer_schema=False, encoding="utf8-lossy")
+    except pl.exceptions.DuplicateError as err:
+        raise InputError(f"{p}: the header names a column twice ({str(err).splitlines()[0]})") from None
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as err:
         raise InputError(f"{p}: not a readable CSV file ({str(err).splitlines()[0]})") from None
-    return frame.rename({c: c.strip().lstrip("\ufeff").strip().lower() for c in frame.columns})
+    # polars renames an exact duplicate (spend, spend_duplicated_0): read the header as written.
+    with p.open(encoding="utf-8", errors="replace", newline="") as fh:
+        header = next(csv.reader(fh), [])
+    names = [c.strip().lstrip("\ufeff").strip().lower() for c in header]
+    if len(names) != frame.width:
+        names = [c.strip().lstrip("\ufeff").strip().lower() for c in frame.columns]
+    twice = sorted({n for i, n in enumerate(names) if n in names[:i]})
+    if twice:
+        raise InputError(f"{p}: column(s) {', '.join(twice)} appear more than once in the header")
+    return frame.rename(dict(zip(frame.columns, names, strict=True)))
 
 
 def _sample(spec: SourceSpec) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -318,9 +318,9 @@ def test_no_pause_under_min_spend(kwargs, min_to_pause, action):
     [
         (dict(budget=None, accel=-1.0), "no_budget"),  # no daily budget and no spend in the last 3 days
         (dict(budget=0.0), "no_budget"),
-        (dict(budget=None), None),  # estimated from the last 3 days' spend
+        (dict(budget=None), "no_budget"),  # recent spend is no substitute for a known budget
     ],
-    ids=["no_budget_no_recent_spend", "zero_budget", "budget_estimated"],
+    ids=["no_budget_no_recent_spend", "zero_budget", "budget_unknown_with_spend"],
 )
 def test_no_budget(kwargs, guardrail):
     row = decide_one(aud("a", **WIN, **kwargs))
@@ -328,20 +328,18 @@ def test_no_budget(kwargs, guardrail):
     assert row["guardrail"] == guardrail
     if guardrail:
         assert row["action"] == "HOLD"
-        assert row["guardrail_reason"] == "SCALE held: no daily budget and no recent spend to scale from"
+        assert row["guardrail_reason"].startswith("SCALE held: the ad set's daily budget is unknown")
 
 
-def test_budget_estimated_from_spend_when_daily_budget_is_unknown():
+def test_an_unknown_budget_is_never_estimated_and_holds_a_scale():
     row = decide_one(aud("a", budget=None, **WIN))
-    assert row["budget_source"] == "estimated_from_spend"
-    assert row["current_daily_budget"] == pytest.approx(row["spend_3d"] / 3)
-    assert row["current_daily_budget"] == pytest.approx(30_000 / 7)
-    assert row["action"] == "SCALE"
-    assert row["new_daily_budget"] == pytest.approx(round(30_000 / 7 * 1.2, 2))
-    assert "Daily budget unknown: the ₹4,286 base is estimated from the last 3 days' spend" in row["risks"]
+    assert row["budget_source"] == "unknown"
+    assert row["current_daily_budget"] is None
+    assert row["proposed_action"] == "SCALE"
+    assert row["action"] == "HOLD" and row["guardrail"] == "no_budget"
+    assert row["scale_percentage"] == 0 and row["new_daily_budget"] is None
     known = decide_one(aud("a", **WIN))
-    assert known["budget_source"] == "metadata"
-    assert not any(r.startswith("Daily budget unknown") for r in known["risks"])
+    assert known["budget_source"] == "metadata" and known["action"] == "SCALE"
 
 
 # ----------------------------------------------------------------------------- verify_guardrails

@@ -121,13 +121,17 @@ def allowed_alternatives() -> pl.Expr:
     """Alternatives the guardrails permit, per row (a forbidden suggestion is dropped, never shown)."""
     adds_spend = pl.col("guardrail").is_in(["account_daily_cap", "budget_ceiling", "cooldown"]).fill_null(False)
     in_cooldown = (pl.col("guardrail") == "cooldown").fill_null(False)
+    # Under CBO or a lifetime budget there is no ad-set daily budget to lower.
+    budget_elsewhere = pl.col("is_cbo").fill_null(False) | (
+        pl.col("lifetime_budget").is_not_null() & pl.col("daily_budget").is_null()
+    )
     items = [
         pl.when(~adds_spend).then(pl.lit("duplicate")),
         pl.when(~adds_spend).then(pl.lit("retest")),
         pl.when(~in_cooldown).then(pl.lit("creative_swap")),
         pl.when(~adds_spend).then(pl.lit("broaden_audience")),
         pl.lit("hold_longer"),
-        pl.when(~in_cooldown).then(pl.lit("reduce_budget")),
+        pl.when(~in_cooldown & ~budget_elsewhere).then(pl.lit("reduce_budget")),
     ]
     return pl.concat_list(items).list.drop_nulls()
 

@@ -4,7 +4,8 @@ The true ROAS ratio to the account mean, theta, has a Gamma(k, k) prior (mean 1:
 toward the account, k = prior_strength pseudo-purchases). Purchases are Poisson; the exposure
 is the number of purchases the account's average ROAS would need to earn the audience's revenue
 at the audience's order value (n / observed ratio). Both are deflated by (1 + cv^2) for the
-spread of order values. The posterior is Gamma(k + n, k + expected), so the evidence grows with
+spread of order values, and by the significant overdispersion of daily purchases (quasi-Poisson).
+The posterior is Gamma(k + n', k + expected'), so the evidence grows with
 the purchase count, not with revenue: three large orders are weak evidence however big they are.
 Confidence is P(theta on the bucket's side of its threshold).
 """
@@ -34,7 +35,9 @@ def _posterior(
         # Purchases the account's ROAS would need at this audience's order value; with no
         # purchases (or no revenue) the account's order value stands in.
         expected = np.where((n > 0) & (ratio > 0), n / ratio, col(spend) * col(roas) / col(aov))
-    return k + n / infl, k + expected / infl
+    # Days that scatter beyond Poisson carry less evidence per purchase (quasi-Poisson).
+    phi = frame["overdispersion"].fill_null(1.0).to_numpy() if "overdispersion" in frame.columns else 1.0
+    return k + n / (infl * phi), k + expected / (infl * phi)
 
 
 def score_confidence(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:

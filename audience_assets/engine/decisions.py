@@ -44,6 +44,7 @@ def apply_matrix(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
         action = pl.when((pl.col("bucket") == bucket) & (pl.col("_cond") == cond)).then(pl.lit(act)).otherwise(action)
     retest = (
         ~pl.col("eligible")
+        & (pl.col("effective_status").is_null() | (pl.col("effective_status") == "ACTIVE"))
         & (pl.col("age_days") >= cfg.retest_min_age_days)
         & (pl.col("spend_window") < pl.col("min_spend_acct"))
         & (pl.col("purchases_long") >= cfg.retest_min_purchases)

@@ -30,6 +30,11 @@ def assess_eligibility(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
             pl.lit("account has no revenue in the window, so there is no ROAS benchmark"),
         ),
         (
+            # Only a delivering ad set can be scaled or paused; Meta's status says whether it is.
+            pl.col("effective_status").is_not_null() & (pl.col("effective_status") != "ACTIVE"),
+            pl.format("the ad set is not delivering (Meta status {})", pl.col("effective_status")),
+        ),
+        (
             pl.col("min_spend_acct").is_null(),
             pl.format(
                 "no minimum spend for currency {}: set currency_rates.{} (per {}) or account_min_spend",

@@ -153,7 +153,6 @@ def _reasons(cfg: RulesConfig) -> list[pl.Expr]:
 
 def _risks(cfg: RulesConfig) -> list[pl.Expr]:
     eligible = pl.col("eligible")
-    acting = pl.col("action").is_in(["SCALE", "PAUSE"])
     median_daily = pl.col("median_audience_spend") / pl.col("window_days")
     risks = [
         pl.when(eligible & (pl.col("bucket") == "WINNER") & (pl.col("trend") == "DECLINING")).then(
@@ -192,12 +191,6 @@ def _risks(cfg: RulesConfig) -> list[pl.Expr]:
             pl.format(
                 "Yesterday's ROAS {} looks low, but the latest days are still maturing as conversions are attributed",
                 dec(pl.col("roas_1d")),
-            )
-        ),
-        pl.when(acting & (pl.col("budget_source") == "estimated_from_spend")).then(
-            pl.format(
-                "Daily budget unknown: the {} base is estimated from the last 3 days' spend",
-                money(pl.col("current_daily_budget")),
             )
         ),
         pl.when(eligible & (pl.col("learning_stage") == "LEARNING")).then(

@@ -157,7 +157,12 @@ def _guardrail_text(cfg: RulesConfig) -> pl.Expr:
             )
         )
         .when(g == "no_budget")
-        .then(pl.lit("SCALE held: no daily budget and no recent spend to scale from"))
+        .then(
+            pl.lit(
+                "SCALE held: the ad set's daily budget is unknown; add daily_budget to the audiences file "
+                "(or use the Meta source) to let the engine size a step"
+            )
+        )
         .when(g == "cooldown")
         .then(
             pl.format(
@@ -256,6 +261,13 @@ def verify_guardrails(decisions: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame
             (action == "PAUSE")
             & (pl.col("pause_min_spend_acct").is_null() | (pl.col("spend_window") < pl.col("pause_min_spend_acct"))),
             pl.format("paused at spend {} under {}", pl.col("spend_window"), pl.col("pause_min_spend_acct")),
+        ),
+        (
+            "not_delivering",
+            action.is_in(["SCALE", "PAUSE", "RETEST"])
+            & pl.col("effective_status").is_not_null()
+            & (pl.col("effective_status") != "ACTIVE"),
+            pl.format("{} on an ad set Meta reports as {}", action, pl.col("effective_status")),
         ),
         (
             "not_eligible",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 import polars as pl
 
@@ -41,9 +41,10 @@ def run_engine(
     history: pl.DataFrame,
     cfg: RulesConfig,
     as_of: date,
+    decided_at: datetime | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Decision rows and recommendation rows for one decision date."""
-    frame = prepare(window, account_bench, campaign_bench, metadata, history, cfg, as_of)
+    frame = prepare(window, account_bench, campaign_bench, metadata, history, cfg, as_of, decided_at)
     frame = assess_eligibility(frame, cfg)
     frame = assign_buckets(frame, cfg)
     frame = derive_trends(frame, cfg)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, time, timedelta
 
 import polars as pl
 
@@ -65,8 +65,15 @@ def prepare(
     history: pl.DataFrame,
     cfg: RulesConfig,
     as_of: date,
+    decided_at: datetime | None = None,
 ) -> pl.DataFrame:
-    """One row per audience with everything the rules read, as of the decision date."""
+    """One row per audience with everything the rules read, as of the decision date.
+
+    `decided_at` is when the decision is made (naive UTC): budget changes up to then count for the
+    cooldown, even those made earlier on the decision date itself. For a replay of a past date it
+    is capped at the end of that date, so later changes cannot leak into the past. Without it the
+    decision is taken at the start of the decision date.
+    """
     acct = account_bench.select(
         "account_id",
         pl.col("avg_roas").alias("account_avg_roas"),
@@ -91,6 +98,9 @@ def prepare(
         pl.col("lifetime_budget")
         if "lifetime_budget" in metadata.columns
         else pl.lit(None, pl.Float64).alias("lifetime_budget"),
+        pl.col("effective_status")
+        if "effective_status" in metadata.columns
+        else pl.lit(None, pl.Utf8).alias("effective_status"),
         pl.col("learning_stage")
         if "learning_stage" in metadata.columns
         else pl.lit(None, pl.Utf8).alias("learning_stage"),
@@ -104,7 +114,9 @@ def prepare(
             schema={"account_id": pl.Utf8, "adset_id": pl.Utf8, "last_engine_change_at": pl.Datetime("us")}
         )
     )
-    decision_time = pl.lit(as_of).cast(pl.Datetime("us"))
+    start = datetime.combine(as_of, time.min)
+    moment = start if decided_at is None else min(decided_at, start + timedelta(days=1))
+    decision_time = pl.lit(moment).cast(pl.Datetime("us"))
     # A change stamped after the decision time is ignored: it cannot inform a replay of the past.
     meta_change = pl.col("last_budget_change_at").cast(pl.Datetime("us"))
     meta_change = pl.when(meta_change <= decision_time).then(meta_change)
@@ -118,10 +130,11 @@ def prepare(
             (pl.lit(as_of) - pl.coalesce("launched_on", "first_spend_date")).dt.total_days().alias("age_days"),
             *target_cpa_columns(cfg),
             *money_threshold_columns(cfg),
-            pl.coalesce(pl.col("daily_budget"), pl.col("spend_3d") / 3).alias("current_daily_budget"),
+            # Never an estimate: a budget the engine does not know is a budget it must not change.
+            pl.col("daily_budget").alias("current_daily_budget"),
             pl.when(pl.col("daily_budget").is_not_null())
             .then(pl.lit("metadata"))
-            .otherwise(pl.lit("estimated_from_spend"))
+            .otherwise(pl.lit("unknown"))
             .alias("budget_source"),
             pl.max_horizontal(meta_change, pl.col("last_engine_change_at")).alias("last_budget_change_at"),
         )

@@ -1,5 +1,7 @@
 """Metrics layer: window metrics and benchmarks (SQL models), normalised metrics and scores."""
 
+from datetime import UTC, datetime
+
 import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
@@ -77,6 +79,7 @@ def prepared_frame(conn, day, cfg) -> pl.DataFrame:
         decision_history(conn, day),
         cfg,
         day,
+        decided_at=datetime.now(UTC).replace(tzinfo=None),
     )
 
 
