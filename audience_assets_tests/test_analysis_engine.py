@@ -388,8 +388,23 @@ def test_actionable_selects_acting_audiences_and_holds_near_a_threshold_or_held_
     ],
 )
 def test_allowed_alternatives_per_guardrail(guardrail, expected):
-    frame = pl.DataFrame({"guardrail": [guardrail]}, schema={"guardrail": pl.Utf8})
+    frame = pl.DataFrame(
+        {"guardrail": [guardrail], "is_cbo": [False], "lifetime_budget": [None], "daily_budget": [5000.0]},
+        schema={"guardrail": pl.Utf8, "is_cbo": pl.Boolean, "lifetime_budget": pl.Float64, "daily_budget": pl.Float64},
+    )
     assert frame.select(allowed_alternatives().alias("a"))["a"].to_list() == [expected]
+
+
+@pytest.mark.parametrize(
+    ("is_cbo", "lifetime", "daily"), [(True, None, None), (False, 90_000.0, None)], ids=["cbo", "lifetime"]
+)
+def test_no_budget_cut_is_suggested_where_the_ad_set_has_no_daily_budget(is_cbo, lifetime, daily):
+    frame = pl.DataFrame(
+        {"guardrail": [None], "is_cbo": [is_cbo], "lifetime_budget": [lifetime], "daily_budget": [daily]},
+        schema={"guardrail": pl.Utf8, "is_cbo": pl.Boolean, "lifetime_budget": pl.Float64, "daily_budget": pl.Float64},
+    )
+    allowed = frame.select(allowed_alternatives().alias("a"))["a"].to_list()[0]
+    assert "reduce_budget" not in allowed and "creative_swap" in allowed
 
 
 # --------------------------------------------------------------------------- what Claude is shown

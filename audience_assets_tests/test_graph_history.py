@@ -22,6 +22,9 @@ from audience_assets_tests.conftest import (
 )
 
 D = SAMPLE_DECISION_DATE
+# The replayed date lies beyond the 72 h cooldown of D (a replay's SCALE is dated at the end of its
+# day), so re-running D after the replay must give D's decisions again.
+REPLAY_DAYS_BACK = 4
 SMALL_SAMPLE = {"kind": "sample", "sample_adsets": SMALL}
 DECISION_KEYS = ["adset_id", "action", "scale_percentage", "confidence", "guardrail", "eligible", "bucket", "trend"]
 
@@ -31,12 +34,12 @@ DECISION_KEYS = ["adset_id", "action", "scale_percentage", "confidence", "guardr
 
 @pytest.fixture(scope="module")
 def replayed(tmp_path_factory):
-    """Decision date D, then D-3, then D again, into one warehouse."""
+    """Decision date D, then D - REPLAY_DAYS_BACK, then D again, into one warehouse."""
     db = tmp_path_factory.mktemp("replay") / "w.duckdb"
     first = materialise(db, D, source=SMALL_SAMPLE)
     assert first.success, failure_messages(first)
     snapshot_d = query(db, "SELECT * FROM decisions WHERE decision_date = ? ORDER BY adset_id", [D])
-    earlier = materialise(db, D - timedelta(days=3), source=SMALL_SAMPLE)
+    earlier = materialise(db, D - timedelta(days=REPLAY_DAYS_BACK), source=SMALL_SAMPLE)
     assert earlier.success, failure_messages(earlier)
     again = materialise(db, D, source=SMALL_SAMPLE)
     assert again.success, failure_messages(again)
@@ -45,23 +48,23 @@ def replayed(tmp_path_factory):
 
 def test_replay_keeps_decisions_of_both_dates(replayed):
     db, _, _ = replayed
-    d3 = D - timedelta(days=3)
+    d3 = D - timedelta(days=REPLAY_DAYS_BACK)
     counts = dict(query(db, "SELECT decision_date, count(*) FROM decisions GROUP BY 1").iter_rows())
-    # At D-3 only the audiences with a stored day before D-3 exist (young ones launched later).
+    # At the replayed date only the audiences with a stored day before it exist (young ones launched later).
     live_before_d3 = scalar(db, "SELECT count(DISTINCT adset_id) FROM raw_insights WHERE date < ?", [d3])
     assert 0 < live_before_d3 <= SMALL
     assert counts == {D: SMALL, d3: live_before_d3}
     for table in ("window_metrics", "audience_scores", "recommendations"):
         dates = set(query(db, f"SELECT DISTINCT decision_date FROM {table}")["decision_date"].to_list())
-        assert dates == {D, D - timedelta(days=3)}, table
+        assert dates == {D, D - timedelta(days=REPLAY_DAYS_BACK)}, table
 
 
 def test_replay_of_an_earlier_date_uses_only_days_before_it(replayed):
     db, _, earlier = replayed
-    d3 = D - timedelta(days=3)
+    d3 = D - timedelta(days=REPLAY_DAYS_BACK)
     wm = query(db, "SELECT * FROM window_metrics WHERE decision_date = ? ORDER BY adset_id", [d3])
     assert wm.height == scalar(db, "SELECT count(DISTINCT adset_id) FROM raw_insights WHERE date < ?", [d3])
-    # No audience launched on or after D-3 shows up in its window.
+    # No audience launched on or after the replayed date shows up in its window.
     late = query(db, "SELECT adset_id FROM raw_insights GROUP BY adset_id HAVING min(date) >= ?", [d3])[
         "adset_id"
     ].to_list()
@@ -70,7 +73,7 @@ def test_replay_of_an_earlier_date_uses_only_days_before_it(replayed):
     assert wm["last_spend_date"].max() == d3 - timedelta(days=1)
     # The warehouse does hold the later days (from the run at D) ...
     assert scalar(db, "SELECT max(date) FROM raw_insights") == D - timedelta(days=1)
-    # ... but spend_1d of D-3 is the stored spend of D-4, audience by audience.
+    # ... but spend_1d of the replayed date is the stored spend of the day before it, audience by audience.
     stored = query(
         db,
         "SELECT adset_id, spend FROM stg_insights WHERE date = ? ORDER BY adset_id",
@@ -83,7 +86,7 @@ def test_replay_of_an_earlier_date_uses_only_days_before_it(replayed):
     )
     assert joined.filter(pl.col("spend") > 0).height > 0
     assert joined["spend_1d"].to_list() == pytest.approx(joined["spend"].to_list())
-    # spend_7d covers D-10 .. D-4 exactly.
+    # spend_7d covers the 7 days before the replayed date exactly.
     week = query(
         db,
         "SELECT adset_id, sum(spend) AS s FROM stg_insights WHERE date >= ? AND date < ? GROUP BY adset_id",
@@ -91,7 +94,7 @@ def test_replay_of_an_earlier_date_uses_only_days_before_it(replayed):
     )
     j = wm.select("adset_id", "spend_7d").join(week, on="adset_id", how="inner")
     assert j["spend_7d"].to_list() == pytest.approx(j["s"].to_list())
-    # The earlier run's raw load reported its last loaded day before D-3 too.
+    # The earlier run's raw load reported its last loaded day before the replayed date too.
     assert materialisation_metadata(earlier, "raw_insights")["last_day_loaded"] == str(d3 - timedelta(days=1))
 
 

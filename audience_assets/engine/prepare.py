@@ -105,10 +105,15 @@ def prepare(
         if "learning_stage" in metadata.columns
         else pl.lit(None, pl.Utf8).alias("learning_stage"),
     )
+    # The engine's own SCALE counts from the moment that run decided (its decision date for rows
+    # stored before decided_at was recorded).
+    engine_time = pl.col("decision_date").cast(pl.Datetime("us"))
+    if "decided_at" in history.columns:
+        engine_time = pl.coalesce(pl.col("decided_at").cast(pl.Datetime("us")), engine_time)
     last_engine_change = (
         history.filter((pl.col("decision_date") < as_of) & (pl.col("action") == "SCALE"))
         .group_by("account_id", "adset_id")
-        .agg(pl.col("decision_date").max().cast(pl.Datetime("us")).alias("last_engine_change_at"))
+        .agg(engine_time.max().alias("last_engine_change_at"))
         if history.height
         else pl.DataFrame(
             schema={"account_id": pl.Utf8, "adset_id": pl.Utf8, "last_engine_change_at": pl.Datetime("us")}
@@ -137,6 +142,7 @@ def prepare(
             .otherwise(pl.lit("unknown"))
             .alias("budget_source"),
             pl.max_horizontal(meta_change, pl.col("last_engine_change_at")).alias("last_budget_change_at"),
+            decision_time.alias("decided_at"),
         )
         .with_columns(
             ((decision_time - pl.col("last_budget_change_at")).dt.total_minutes() / 60.0).alias(

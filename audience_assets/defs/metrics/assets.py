@@ -62,11 +62,18 @@ def decision_history(conn, day) -> pl.DataFrame:
     """Earlier decisions (before this decision date), for cooldowns."""
     if not table_exists(conn, "decisions"):
         return pl.DataFrame(
-            schema={"decision_date": pl.Date, "account_id": pl.Utf8, "adset_id": pl.Utf8, "action": pl.Utf8}
+            schema={
+                "decision_date": pl.Date,
+                "account_id": pl.Utf8,
+                "adset_id": pl.Utf8,
+                "action": pl.Utf8,
+                "decided_at": pl.Datetime("us"),
+            }
         )
-    return conn.execute(
-        "SELECT decision_date, account_id, adset_id, action FROM decisions WHERE decision_date < ?", [day]
-    ).pl()
+    cols = "decision_date, account_id, adset_id, action"
+    if "decided_at" in {r[0] for r in conn.execute("DESCRIBE decisions").fetchall()}:
+        cols += ", decided_at"
+    return conn.execute(f"SELECT {cols} FROM decisions WHERE decision_date < ?", [day]).pl()
 
 
 def prepared_frame(conn, day, cfg) -> pl.DataFrame:
