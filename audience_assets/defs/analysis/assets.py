@@ -36,7 +36,7 @@ from audience_assets.engine.analysis import (
 )
 from audience_assets.engine.config import ConfigError, RulesConfig
 from audience_assets.integrations.anthropic_client import CallOutcome, ClaudeClient
-from audience_assets.warehouse import resource_dir, table_exists
+from audience_assets.warehouse import resource_dir
 
 GROUP = "analysis"
 PROMPT_TASK = "audience_analysis"
@@ -120,13 +120,6 @@ def _extra_figures(cfg: RulesConfig) -> list[float]:
     return [float(v) for v in values if v is not None]
 
 
-def _cache_get(conn: duckdb_mod.DuckDBPyConnection, key: str) -> str | None:
-    if not table_exists(conn, "llm_cache"):
-        return None
-    row = conn.execute("SELECT response_text FROM llm_cache WHERE cache_key = ?", [key]).fetchone()
-    return row[0] if row else None
-
-
 def ensure_cache(conn: duckdb_mod.DuckDBPyConnection) -> None:
     conn.execute(
         """CREATE TABLE IF NOT EXISTS llm_cache (cache_key VARCHAR PRIMARY KEY, prompt_version VARCHAR,
@@ -173,16 +166,22 @@ def _call_log_row(
 
 def run_analysis(
     context: dg.AssetExecutionContext,
-    conn: duckdb_mod.DuckDBPyConnection,
+    duckdb: DuckDBResource,
     claude: ClaudeResource,
     cfg: RulesConfig,
-) -> tuple[pl.DataFrame, list[dict[str, Any]], dict[str, Any]]:
-    """Analysis rows for every decision of the partition, the call log, and run figures."""
+) -> tuple[pl.DataFrame, list[dict[str, Any]], dict[str, Any], list[tuple[str, str, str, str]]]:
+    """Analysis rows for every decision of the partition, the call log, run figures and new cache entries.
+
+    The warehouse is read first and closed before any request to Claude (a batch can take an
+    hour): other writers are not held up by the wait.
+    """
     day = as_of(context)
-    rows = load_partition(conn, "decisions", day)
-    history = conn.execute(
-        "SELECT decision_date, adset_id, action, bucket, trend FROM decisions WHERE decision_date < ?", [day]
-    ).pl()
+    with duckdb.get_connection() as conn:
+        ensure_cache(conn)
+        rows = load_partition(conn, "decisions", day)
+        history = conn.execute(
+            "SELECT decision_date, adset_id, action, bucket, trend FROM decisions WHERE decision_date < ?", [day]
+        ).pl()
     template = template_analysis(rows)
     system, prompt_sha = load_prompt(claude.prompt_version)
     base = {
@@ -200,6 +199,7 @@ def run_analysis(
     }
     results: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []
+    to_cache: list[tuple[str, str, str, str]] = []
     if claude.enabled():
         selected = actionable(rows, claude.scope)
         extra = _extra_figures(cfg)
@@ -213,6 +213,13 @@ def run_analysis(
                 chunk = records[start : start + claude.batch_size]
                 payload = prompt_payload(chunk, currency)
                 batches.append((chunk, payload, cache_key(base["prompt_version"], prompt_sha, claude.model, payload)))
+        with duckdb.get_connection() as conn:
+            keys = [key for _chunk, _payload, key in batches]
+            cached_texts = dict(
+                conn.execute(
+                    "SELECT cache_key, response_text FROM llm_cache WHERE list_contains(?, cache_key)", [keys]
+                ).fetchall()
+            )
         client = claude.client()
         schema = response_schema()
         texts: dict[str, str | None] = {}
@@ -220,7 +227,7 @@ def run_analysis(
         pending: dict[str, dict[str, Any]] = {}
         budget_used = 0
         for _chunk, payload, key in batches:
-            cached = _cache_get(conn, key)
+            cached = cached_texts.get(key)
             if cached is not None:
                 texts[key], outcomes[key] = cached, None
                 figures["cache_hits"] += 1
@@ -245,7 +252,7 @@ def run_analysis(
             text = texts.get(key) if cached else (outcome.text if failure is None else None)
             response, parse_failure = parse_response(text) if failure is None else (None, failure)
             if parse_failure is None and not cached:
-                _cache_put(conn, key, base["prompt_version"], claude.model, text)
+                to_cache.append((key, base["prompt_version"], claude.model, text))
             assessed = assess_batch(chunk, response, parse_failure, extra)
             results += assessed
             figures["analysed"] += len(chunk)
@@ -333,7 +340,7 @@ def run_analysis(
     figures["faithfulness_rate"] = round(figures["accepted"] / figures["analysed"], 4) if figures["analysed"] else None
     figures["prompt_version"] = base["prompt_version"]
     figures["prompt_sha256"] = prompt_sha
-    return merged, calls, figures
+    return merged, calls, figures, to_cache
 
 
 LLM_CALL_SCHEMA = {
@@ -385,9 +392,10 @@ def analysis(
 ) -> dg.MaterializeResult:
     cfg = rules.load()
     started = time.monotonic()
+    frame, calls, figures, to_cache = run_analysis(context, duckdb, claude, cfg)
     with duckdb.get_connection() as conn:
-        ensure_cache(conn)
-        frame, calls, figures = run_analysis(context, conn, claude, cfg)
+        for entry in to_cache:
+            _cache_put(conn, *entry)
         logged = append_calls(conn, calls)
         per_audience_in = figures["tokens_in"] / figures["analysed"] if figures["analysed"] else 0
         per_audience_out = figures["tokens_out"] / figures["analysed"] if figures["analysed"] else 0

@@ -47,42 +47,44 @@ def raw_insights(
     started = time.monotonic()
     with duckdb.get_connection() as conn:
         spans = {a: (first, last) for a, first, last in coverage(conn, "raw_insights", day).iter_rows()}
-        stored = {a: first for a, (first, _last) in spans.items()}
-        failures: dict[str, str] = {}
-        extra: dict[str, object] = {}
-        if spec.kind == "meta":
-            client = meta.client()
-            lookback = cfg.lookback_days if meta.lookback_days is None else meta.lookback_days
-            mx = extract_meta(
-                client,
-                meta.account_list(),
-                day,
-                spans,
-                lookback,
-                meta.initial_days,
-                tuple(meta.purchase_action_priority),
-                with_metadata=False,
-            )
-            insights, days, failures = mx.insights, mx.days, mx.failures
-            load = ", ".join(
-                f"{a}: {'full ' + str(meta.initial_days) + ' days' if f else 'lookback ' + str(lookback) + ' days'}"
-                for a, f in mx.full_history.items()
-            )
-            extra = {
-                "meta_requests": client.requests_made,
-                "meta_retries": client.stats.retries,
-                "meta_throttle_pauses": client.stats.throttle_pauses,
-                "meta_max_usage_pct": client.stats.max_usage_pct,
-                "meta_async_jobs": client.stats.async_jobs,
-                "meta_async_splits": client.stats.async_splits,
-                "accounts_loaded": len(mx.accounts) - len(failures),
-                "accounts_failed": len(failures),
-            }
-        else:
-            # Validation happens inside extract: bad input raises before anything is written.
-            ext = extract(spec, day, stored, cfg.lookback_days)
-            insights, days = ext.insights, ext.days
-            load = "full history" if ext.full_history else f"lookback {cfg.lookback_days} days"
+    stored = {a: first for a, (first, _last) in spans.items()}
+    # The pull runs with the warehouse closed: an async backfill or a throttle pause can be long.
+    failures: dict[str, str] = {}
+    extra: dict[str, object] = {}
+    if spec.kind == "meta":
+        client = meta.client()
+        lookback = cfg.lookback_days if meta.lookback_days is None else meta.lookback_days
+        mx = extract_meta(
+            client,
+            meta.account_list(),
+            day,
+            spans,
+            lookback,
+            meta.initial_days,
+            tuple(meta.purchase_action_priority),
+            with_metadata=False,
+        )
+        insights, days, failures = mx.insights, mx.days, mx.failures
+        load = ", ".join(
+            f"{a}: {'full ' + str(meta.initial_days) + ' days' if f else 'lookback ' + str(lookback) + ' days'}"
+            for a, f in mx.full_history.items()
+        )
+        extra = {
+            "meta_requests": client.requests_made,
+            "meta_retries": client.stats.retries,
+            "meta_throttle_pauses": client.stats.throttle_pauses,
+            "meta_max_usage_pct": client.stats.max_usage_pct,
+            "meta_async_jobs": client.stats.async_jobs,
+            "meta_async_splits": client.stats.async_splits,
+            "accounts_loaded": len(mx.accounts) - len(failures),
+            "accounts_failed": len(failures),
+        }
+    else:
+        # Validation happens inside extract: bad input raises before anything is written.
+        ext = extract(spec, day, stored, cfg.lookback_days)
+        insights, days = ext.insights, ext.days
+        load = "full history" if ext.full_history else f"lookback {cfg.lookback_days} days"
+    with duckdb.get_connection() as conn:
         stats: dict[str, object] = {}
         if insights is not None and days.height:
             load_id = uuid.uuid4().hex[:12]
