@@ -168,6 +168,12 @@ class MetaClient:
             self.stats.throttle_pauses += 1
             self._wait(max(wait, self.settings.throttle_pause_seconds * pct / 100.0))
 
+    def _back_off(self, attempt: int) -> None:
+        """Exponential backoff with jitter (0.5x-1.5x of the step) before retry number `attempt`."""
+        self.stats.retries += 1
+        delay = min(self.settings.max_backoff_seconds, self.settings.backoff_seconds * 2 ** (attempt - 1))
+        self._wait(delay * (0.5 + self._rng.random()))
+
     def _on_error(self, err: FacebookRequestError, attempt: int, account: str) -> None:
         """Sleep before a retry of a transient error; raise MetaError for anything else."""
         code = err.api_error_code()
@@ -186,9 +192,7 @@ class MetaClient:
                 f" after {attempt} attempt(s): "
                 + redact(str(err.api_error_message()), self.settings.access_token, self.settings.app_secret)
             )
-        self.stats.retries += 1
-        delay = min(self.settings.max_backoff_seconds, self.settings.backoff_seconds * 2 ** (attempt - 1))
-        self._wait(delay * (0.5 + self._rng.random()))  # full jitter around the exponential step
+        self._back_off(attempt)
 
     def _on_transport_error(self, err: Exception, attempt: int, account: str) -> None:
         """Connection drops, timeouts and non-JSON 5xx bodies (the SDK raises TypeError on those)."""
@@ -197,9 +201,7 @@ class MetaClient:
             raise MetaError(
                 f"{account}: request failed after {attempt} attempt(s): {type(err).__name__}: {message}"
             ) from None
-        self.stats.retries += 1
-        delay = min(self.settings.max_backoff_seconds, self.settings.backoff_seconds * 2 ** (attempt - 1))
-        self._wait(delay * (0.5 + self._rng.random()))
+        self._back_off(attempt)
 
     def _call(self, fn: Callable[[], Any], account: str) -> Any:
         attempt = 0
