@@ -43,7 +43,7 @@ def run(adsets: int, days: int, page_size: int, accounts: int) -> dict:
                 ),
                 sleep=lambda s: None,
             )
-            stored = {} if label.startswith("backfill") else {a: end - timedelta(days=days) for a in data}
+            stored = {} if label.startswith("backfill") else {a: (end - timedelta(days=days), end) for a in data}
             t0 = time.perf_counter()
             ext = extract_meta(
                 client,
@@ -56,8 +56,10 @@ def run(adsets: int, days: int, page_size: int, accounts: int) -> dict:
                 with_metadata=False,
             )
             seconds = time.perf_counter() - t0
+            if ext.failures:
+                raise SystemExit(f"ingestion failed: {ext.failures}")
             rows = ext.insights.height if ext.insights is not None else 0
-            adset_days = rows
+            adset_days = max(rows, 1)
             out[label] = {
                 "rows": rows,
                 "seconds": round(seconds, 2),

@@ -1,0 +1,40 @@
+"""The benchmark scripts keep working (tiny sizes; no timings are asserted)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def test_meta_ingest_benchmark_loads_every_row():
+    import bench_meta_ingest
+
+    out = bench_meta_ingest.run(adsets=10, days=12, page_size=25, accounts=2)
+    backfill, lookback = out["backfill (async)"], out["lookback 7 days (sync)"]
+    assert backfill["rows"] > lookback["rows"] > 0
+    assert backfill["failures"] == {} and lookback["failures"] == {}
+    assert backfill["requests"] > 0
+
+
+def test_recommend_benchmark_runs_end_to_end(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks/bench_recommend.py"),
+            "--audiences",
+            "60",
+            "--days",
+            "12",
+            "--keep",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    assert result["recommendations"] == 60 and result["peak_rss_mb"] > 0
