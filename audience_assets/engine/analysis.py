@@ -136,11 +136,16 @@ def allowed_alternatives() -> pl.Expr:
     return pl.concat_list(items).list.drop_nulls()
 
 
-def _clean(value: Any) -> Any:
+# Figures that move with the clock are shown to the hour: a re-run later the same day sends the
+# same input, so the response cache answers it.
+WHOLE = {"hours_since_budget_change": 0}
+
+
+def _clean(value: Any, places: int = 4) -> Any:
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             return None
-        return round(value, 4)
+        return round(value, places)
     return value
 
 
@@ -176,7 +181,7 @@ def build_inputs(rows: pl.DataFrame, history: pl.DataFrame, history_depth: int =
                 "action": row["action"],
                 "confidence": row["confidence"],
                 "guardrail": row["guardrail"],
-                "metrics": {name: _clean(row[col]) for name, col in INPUT_METRICS.items()},
+                "metrics": {name: _clean(row[col], WHOLE.get(name, 4)) for name, col in INPUT_METRICS.items()},
                 "allowed_alternatives": row["_allowed"],
                 "history": row["history"] or [],
             }
