@@ -155,11 +155,6 @@ def replace_days(
     }
 
 
-def read_partition(conn: duckdb.DuckDBPyConnection, table: str, key: str, value: Any) -> pl.DataFrame:
-    """All rows of one partition of a table."""
-    return conn.execute(f'SELECT * FROM "{table}" WHERE "{key}" = ?', [value]).pl()
-
-
 def coverage(conn: duckdb.DuckDBPyConnection, table: str, before: date) -> pl.DataFrame:
     """First and last stored day per account before a date (empty if the table is new)."""
     if not table_exists(conn, table):
