@@ -27,16 +27,16 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
+
+from .loopback import LoopbackHandler, LoopbackServer
 
 __all__ = [
     "BatchResultReply",
@@ -288,50 +288,10 @@ class _Batch:
     cancel_initiated_at: datetime | None = None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as httpx pools connections
-    timeout = 10  # idle keep-alive connections are dropped after this
-
-    def setup(self) -> None:
-        super().setup()
-        # One small write for headers, one for the body: without this, Nagle + delayed ACK cost ~40 ms each.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.fake._conns.add(self.connection)  # type: ignore[attr-defined]
-
-    def finish(self) -> None:
-        self.server.fake._conns.discard(self.connection)  # type: ignore[attr-defined]
-        try:
-            super().finish()
-        except OSError:
-            pass
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence the access log
-        pass
-
-    def do_GET(self) -> None:
-        self.server.fake._handle(self)  # type: ignore[attr-defined]
-
-    do_POST = do_GET
-    do_DELETE = do_GET
-    do_PUT = do_GET
-    do_PATCH = do_GET
-
-    def read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("content-length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+_Handler = LoopbackHandler
 
 
-class FakeAnthropic:
+class FakeAnthropic(LoopbackServer):
     """The fake server; a context manager (``start()``/``close()`` also work).
 
     Attributes:
@@ -353,52 +313,21 @@ class FakeAnthropic:
         self.poll_rounds = poll_rounds
         self.requests: list[dict[str, Any]] = []
         self.errors: list[BaseException] = []
-        self.base_url = ""
+        super().__init__()
         self._queue: deque[Any] = deque()
         self._lock = threading.Lock()
         self._batch_lock = threading.RLock()
         self._ids = {kind: itertools.count(1) for kind in ("req", "msg", "toolu", "msgbatch")}
         self._cache: set[tuple[str, str]] = set()
         self._batches: dict[str, _Batch] = {}
-        self._conns: set[socket.socket] = set()
         self._stop = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # ---- lifecycle
 
-    def start(self) -> FakeAnthropic:
-        if self._server is not None:
-            return self
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        server.daemon_threads = True
-        server.fake = self  # type: ignore[attr-defined]
-        self._server = server
-        self.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-        self._thread = threading.Thread(target=server.serve_forever, args=(0.02,), name="fake-anthropic", daemon=True)
-        self._thread.start()
-        return self
+    thread_name = "fake-anthropic"
 
-    def close(self) -> None:
-        if self._server is None:
-            return
+    def _before_close(self) -> None:
         self._stop.set()  # wakes delayed replies
-        self._server.shutdown()
-        self._server.server_close()
-        for conn in list(self._conns):
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-
-    def __enter__(self) -> FakeAnthropic:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ---- test API
 

@@ -52,7 +52,6 @@ import json
 import os
 import random
 import re
-import socket
 import threading
 import time
 from collections import deque
@@ -62,9 +61,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from .loopback import LoopbackHandler, LoopbackServer
 
 __all__ = [
     "DEFAULT_END_DATE",
@@ -785,36 +785,7 @@ class ReportRun:
 # --------------------------------------------------------------------------- the HTTP side
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: requests pools connections
-    timeout = 10
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out as two small writes; without this, Nagle + delayed ACK cost ~40 ms each.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.fake._conns.add(self.connection)  # type: ignore[attr-defined]
-
-    def finish(self) -> None:
-        self.server.fake._conns.discard(self.connection)  # type: ignore[attr-defined]
-        try:
-            super().finish()
-        except OSError:
-            pass
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence the access log
-        pass
-
-    def do_GET(self) -> None:
-        self.server.fake._handle(self)  # type: ignore[attr-defined]
-
-    do_POST = do_GET
-    do_DELETE = do_GET
-    do_PUT = do_GET
-
-    def read_body(self) -> bytes:
-        length = int(self.headers.get("content-length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+_Handler = LoopbackHandler
 
 
 @dataclass
@@ -920,7 +891,7 @@ class _Query:
     adset_ids: list[str]
 
 
-class FakeGraph:
+class FakeGraph(LoopbackServer):
     """The fake Graph API; a context manager (``start()``/``close()`` also work).
 
     Attributes:
@@ -977,49 +948,16 @@ class FakeGraph:
         self.requests: list[dict[str, Any]] = []
         self.report_runs: dict[str, ReportRun] = {}
         self.errors: list[BaseException] = []
-        self.base_url = ""
+        super().__init__()
         self._injections: list[_Injection] = []
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
-        self._conns: set[socket.socket] = set()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._nodes: dict[str, tuple[str, str]] = {}
         self._reindex()
 
     # ---- lifecycle
 
-    def start(self) -> FakeGraph:
-        if self._server is not None:
-            return self
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        server.daemon_threads = True
-        server.fake = self  # type: ignore[attr-defined]
-        self._server = server
-        self.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-        self._thread = threading.Thread(target=server.serve_forever, args=(0.02,), name="fake-graph", daemon=True)
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        for conn in list(self._conns):
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-
-    def __enter__(self) -> FakeGraph:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    thread_name = "fake-graph"
 
     # ---- test API
 
