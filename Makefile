@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DAGSTER_HOME ?= $(CURDIR)/.dagster
+DEV_PORT ?= 3000
+export DAGSTER_HOME
 
 .PHONY: install demo test dev validate bench lint clean
 
@@ -22,12 +24,10 @@ demo: $(STAMP)  ## materialise the whole graph on the embedded sample account, p
 test: $(STAMP)  ## the whole test suite
 	$(BIN)/python -m pytest -q
 
-$(DAGSTER_HOME)/dagster.yaml:
-	mkdir -p $(DAGSTER_HOME)
-	printf 'concurrency:\n  pools:\n    default_limit: 1\ntelemetry:\n  enabled: false\n' > $@
-
-dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml  ## the Dagster UI on the same warehouse
-	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev -w workspace.yaml
+dev: $(STAMP)  ## the Dagster UI on the same warehouse and instance as the CLI (Ctrl-C stops it)
+	@$(BIN)/python -m audience_assets.instance >/dev/null
+	@echo "Dagster UI: http://127.0.0.1:$(DEV_PORT)  (instance $(DAGSTER_HOME); Ctrl-C stops it)"
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dg dev --host 127.0.0.1 --port $(DEV_PORT)
 
 validate: $(STAMP)
 	$(BIN)/dagster definitions validate -w workspace.yaml

@@ -1,11 +1,12 @@
-"""`audience-engine`: a thin command line over the same Dagster asset graph."""
+"""`audience-engine`: a thin command line over the same Dagster asset graph and instance as the UI."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
-import shutil
+import os
 import sys
 import time
 import warnings
@@ -13,17 +14,16 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 from audience_assets.engine.config import ConfigError, load_config, to_toml
 from audience_assets.engine.schema import recommendation_json_schema_text
-from audience_assets.engine.validation import InputError
-from audience_assets.sources import SourceSpec, newest_day
-from audience_assets.warehouse import database_path
+from audience_assets.sources import InputError, SourceSpec
+from audience_assets.terminal import Column, render_table, say, terminal_width
+from audience_assets.warehouse import WarehouseError, check_database_file, database_path, warehouse_lock
 
 EXIT_INPUT = 2
 EXIT_GUARDRAIL = 3
 DEFAULT_OUT = "data/recommendations.json"
+USER_ERRORS = ("InputError", "ConfigError", "MetaError", "WarehouseError")
 
 
 class CliError(Exception):
@@ -37,6 +37,16 @@ def _parse_date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (expected YYYY-MM-DD)") from None
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative: expected 0 (no table) or more rows")
+    return value
 
 
 def _parse_set(items: list[str]) -> dict[str, Any]:
@@ -93,14 +103,12 @@ class _ProgressHandler(logging.Handler):
             mat = event.event_specific_data.materialization
             rows = mat.metadata.get("dagster/row_count")
             count = f"{rows.value:,} rows" if rows is not None else ""
-            print(f"  [{elapsed:5.1f}s] {mat.asset_key.to_user_string():<22} {count}", file=sys.stderr)
+            say(f"  [{elapsed:5.1f}s] {mat.asset_key.to_user_string():<22} {count}", err=True)
         elif kind == "ASSET_CHECK_EVALUATION":
             ev = event.event_specific_data
             status = "passed" if ev.passed else f"FAILED ({ev.severity.value})"
             key = ev.asset_check_key
-            print(
-                f"  [{elapsed:5.1f}s]   check {key.asset_key.to_user_string()}:{key.name:<12} {status}", file=sys.stderr
-            )
+            say(f"  [{elapsed:5.1f}s]   check {key.asset_key.to_user_string()}:{key.name:<12} {status}", err=True)
 
 
 def _user_error(result) -> Exception | None:
@@ -114,14 +122,18 @@ def _user_error(result) -> Exception | None:
                 EXIT_GUARDRAIL,
             )
     for event in result.all_events:
-        if event.event_type_value != "STEP_FAILURE":
+        if event.event_type_value not in ("STEP_FAILURE", "RUN_FAILURE", "RESOURCE_INIT_FAILURE"):
             continue
-        err = event.event_specific_data.error
+        err = getattr(event.event_specific_data, "error", None)
+        innermost = err
         while err is not None:
-            if err.cls_name in ("InputError", "ConfigError", "MetaError"):
+            if err.cls_name in USER_ERRORS:
                 return CliError(err.message.split(": ", 1)[1].strip() if ": " in err.message else err.message)
+            innermost = err
             err = err.cause
-        return CliError(f"step {event.step_key} failed: {event.event_specific_data.error.message.strip()}", 1)
+        if innermost is not None:
+            where = f"step {event.step_key}" if event.step_key else "the run"
+            return CliError(f"{where} failed: {innermost.cls_name}: {innermost.message.strip()}", 1)
     return None
 
 
@@ -130,17 +142,18 @@ def run_graph(
     as_of: date,
     source: dict[str, Any],
     db: str,
-    output_dir: str,
+    output_dir: str = "",
     rules_path: str | None = None,
     overrides: dict[str, Any] | None = None,
     quiet: bool = False,
 ):
-    """Materialise the whole asset graph for one decision date; returns the Dagster result."""
+    """Materialise the whole asset graph for one decision date in the shared Dagster instance."""
     warnings.filterwarnings("ignore")
     import dagster as dg
 
     from audience_assets.definitions import defs
     from audience_assets.defs.automation import MAIN_JOB
+    from audience_assets.instance import ensure_home
 
     # Fail fast on a bad rules file, before any run starts.
     load_config(rules_path, overrides)
@@ -159,10 +172,14 @@ def run_graph(
     if loggers:
         run_config["loggers"]["progress"] = {}
     job = job.with_logger_defs({**job.loggers, **loggers}) if loggers else job
-    Path(db).parent.mkdir(parents=True, exist_ok=True)
-    with dg.DagsterInstance.ephemeral() as instance:
+    ensure_home()
+    with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(
-            partition_key=as_of.isoformat(), run_config=run_config, instance=instance, raise_on_error=False
+            partition_key=as_of.isoformat(),
+            run_config=run_config,
+            instance=instance,
+            raise_on_error=False,
+            tags={"audience_engine/launched_by": "cli"},
         )
     if not result.success:
         err = _user_error(result)
@@ -192,40 +209,58 @@ def _fmt(value: float | None, places: int = 2) -> str:
     return "-" if value is None else f"{value:,.{places}f}"
 
 
-def _print_table(doc_path: Path, top: int) -> None:
-    data = json.loads(doc_path.read_text())
+# Narrow terminals drop the columns with the highest `drop` first; names are cut in the middle
+# (they tend to differ at the end), reasons at the end, every cut marked with an ellipsis.
+TABLE = (
+    Column("#", "#", right=True),
+    Column("id", "id"),
+    Column("audience", "audience", flex=3, min_width=40, cut_middle=True),
+    Column("type", "type", drop=5),
+    Column("action", "action"),
+    Column("conf", "conf", drop=3),
+    Column("roas", "ROAS", right=True, drop=6),
+    Column("vs", "vs acct", right=True),
+    Column("spend", "spend 7d", right=True, drop=4),
+    Column("purch", "purch", right=True, drop=8),
+    Column("bucket", "bucket", drop=9),
+    Column("trend", "trend", drop=7),
+    Column("why", "why", flex=2, min_width=26),
+)
+
+
+def print_table(data: dict[str, Any], top: int, width: int | None = None) -> None:
+    """The ranked recommendations as a table fitting the terminal, then the summary line."""
+    from audience_assets.engine.fmt import currency_symbol
+
     recs = data["recommendations"]
+    currencies = {r["currency"] for r in recs if r["currency"]}
+    single = next(iter(currencies)) if len(currencies) == 1 else None
+    # One currency: its sign in the header. Several: each amount carries its own code.
+    spend_title = f"spend 7d {currency_symbol(single).strip()}" if single else "spend 7d"
+    columns = tuple(dataclasses.replace(c, title=spend_title) if c.key == "spend" else c for c in TABLE)
     rows = [
         {
             "#": r["rank"],
-            "audience": r["audience_name"][:40],
+            "id": r["audience_id"],
+            "audience": r["audience_name"],
             "type": r["audience_type"] or "-",
             "action": r["action"] + (f" +{r['scale_percentage']}%" if r["scale_percentage"] else ""),
             "conf": r["confidence"],
-            "ROAS": _fmt(r["metrics"]["roas"]),
-            "vs acct": _fmt(r["metrics"]["normalized_roas"]) + "x",
-            "spend 7d": _fmt(r["metrics"]["spend"], 0),
+            "roas": _fmt(r["metrics"]["roas"]),
+            "vs": _fmt(r["metrics"]["normalized_roas"]) + "x",
+            "spend": ("" if single else f"{r['currency']} ") + _fmt(r["metrics"]["spend"], 0),
             "purch": _fmt(r["metrics"]["purchases"], 0),
             "bucket": r["bucket"] or "-",
             "trend": r["trend"] or "-",
-            "why": _why(r)[:90],
+            "why": _why(r),
         }
-        for r in recs
-    ][:top]
-    frame = pl.DataFrame(rows) if rows else pl.DataFrame()
-    with pl.Config(
-        tbl_rows=top,
-        tbl_cols=20,
-        tbl_hide_dataframe_shape=True,
-        tbl_hide_column_data_types=True,
-        tbl_formatting="ASCII_MARKDOWN",
-        fmt_str_lengths=100,
-        tbl_width_chars=400,
-    ):
-        print(frame)
+        for r in recs[:top]
+    ]
+    if rows:
+        say(render_table(rows, columns, width or terminal_width()))
     s = data["summary"]
     shown = min(top, len(recs))
-    print(
+    say(
         f"\nDecision date {data['decision_date']}: {s['audiences']} audiences ({shown} shown, best score first), "
         f"{s['eligible']} with enough data. SCALE {s['SCALE']} | HOLD {s['HOLD']} | PAUSE {s['PAUSE']} | "
         f"RETEST {s['RETEST']}   rules {data['config_hash']}"
@@ -233,70 +268,132 @@ def _print_table(doc_path: Path, top: int) -> None:
 
 
 def _check_decision_date(as_of: date) -> None:
-    """Decision dates the partitions admit: from 2015 to tomorrow (UTC)."""
-    from audience_assets.defs.common import PARTITIONS_START
+    """Decision dates the partitions admit: from the configured start to tomorrow (UTC)."""
+    from audience_assets.defs.common import PARTITIONS_START, PARTITIONS_START_ENV
 
     first = date.fromisoformat(PARTITIONS_START)
     last = datetime.now(UTC).date() + timedelta(days=1)
-    if not first <= as_of <= last:
+    if as_of < first:
         raise CliError(
-            f"decision date {as_of} is outside {first} .. {last} (tomorrow, UTC): "
-            "data dated in the future cannot be decided on yet"
+            f"decision date {as_of} is before the first partition, {first}: to decide on older data, "
+            f"set {PARTITIONS_START_ENV}={as_of} (the Dagster UI then lists partitions from there too)"
         )
+    if as_of > last:
+        raise CliError(
+            f"decision date {as_of} is in the future: the latest decision date is tomorrow (UTC), {last}, "
+            "since a decision uses only days that are over"
+        )
+
+
+def _check_out(out: Path) -> None:
+    """--out must be a writable file path; checked before anything is written to the warehouse."""
+    if out.is_dir():
+        raise CliError(f"--out {out} is a directory: expected a file path such as {out / 'recommendations.json'}")
+    parent = out.parent if str(out.parent) else Path(".")
+    existing = parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CliError(f"--out {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise CliError(f"--out {out}: no permission to write there (checked before running; nothing was written)")
+
+
+def _export(db: str, day: date, run_id: str, out: Path) -> dict[str, Any]:
+    """Write --out from this run's own rows of the recommendations table."""
+    from audience_assets.engine.recommend import recommendation_document
+    from audience_assets.warehouse import connect, write_atomically
+
+    with connect(db) as conn:
+        rows = conn.execute("SELECT * FROM recommendations WHERE decision_date = ? ORDER BY rank", [day]).pl()
+    if rows.height == 0 or set(rows["run_id"].unique()) != {run_id}:
+        raise CliError(f"the warehouse {db} does not hold this run's recommendations for {day}", 1)
+    doc = recommendation_document(rows, day, datetime.now(UTC).isoformat(timespec="seconds"))
+    text = doc.model_dump_json(indent=2)
+    write_atomically(out, text)
+    return json.loads(text)
+
+
+def _notes(result) -> list[str]:
+    notes = []
+    for event in result.get_asset_materialization_events():
+        mat = event.materialization
+        if mat.asset_key.to_user_string() != "raw_insights":
+            continue
+        ignored = mat.metadata.get("rows_on_or_after_decision_date_ignored")
+        if ignored is not None and ignored.value:
+            notes.append(
+                f"note: {ignored.value:,} insight rows dated on or after the decision date were ignored "
+                "(a decision uses complete days before its date; see --as-of)"
+            )
+    return notes
 
 
 def _finish(args, as_of: date, source: dict[str, Any]) -> int:
     _check_decision_date(as_of)
     out = Path(args.out)
-    out_dir = Path(args.db).parent / "recommendations"
+    _check_out(out)
+    check_database_file(args.db)
     t0 = time.monotonic()
+
+    def waiting(message: str) -> None:
+        say(message + " ...", err=True)
+
+    with warehouse_lock(args.db, f"audience-engine {args.command}", args.lock_timeout, on_wait=waiting):
+        if not args.quiet:
+            say(f"Materialising the asset graph for decision date {as_of} into {args.db}", err=True)
+        result = run_graph(
+            as_of=as_of,
+            source=source,
+            db=args.db,
+            rules_path=args.config,
+            overrides=_parse_set(args.set or []),
+            quiet=args.quiet,
+        )
+        data = _export(args.db, as_of, result.run_id, out)
+    for note in _notes(result):
+        say(note, err=True)
     if not args.quiet:
-        print(f"Materialising the asset graph for decision date {as_of} into {args.db}", file=sys.stderr)
-    run_graph(
-        as_of=as_of,
-        source=source,
-        db=args.db,
-        output_dir=str(out_dir),
-        rules_path=args.config,
-        overrides=_parse_set(args.set or []),
-        quiet=args.quiet,
-    )
-    produced = out_dir / f"recommendations_{as_of.isoformat()}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(produced, out)
-    if not args.quiet:
-        print(f"Done in {time.monotonic() - t0:.1f}s; recommendations written to {out}\n", file=sys.stderr)
-        _print_table(out, args.top)
+        say(
+            f"Done in {time.monotonic() - t0:.1f}s; recommendations written to {out} (run {result.run_id[:8]})\n",
+            err=True,
+        )
+        print_table(data, args.top)
     return 0
 
 
+def _file_source(args) -> dict[str, Any]:
+    if not args.insights or not args.audiences:
+        raise CliError("recommend needs --insights and --audiences CSV files (or --source sample)")
+    for flag, path in (("--insights", args.insights), ("--audiences", args.audiences)):
+        if not Path(path).is_file():
+            raise CliError(f"{flag} {path}: {'not a file' if Path(path).exists() else 'file not found'}")
+    return {
+        "kind": "csv",
+        "insights_path": str(Path(args.insights).resolve()),
+        "audiences_path": str(Path(args.audiences).resolve()),
+        "encoding": args.encoding,
+        "delimiter": args.delimiter,
+    }
+
+
 def cmd_recommend(args) -> int:
-    if args.source == "csv":
-        if not args.insights or not args.audiences:
-            raise CliError("recommend needs --insights and --audiences CSV files (or --source sample)")
-        for flag, path in (("--insights", args.insights), ("--audiences", args.audiences)):
-            if not Path(path).is_file():
-                raise CliError(f"{flag} {path}: file not found")
-        source = {
-            "kind": "csv",
-            "insights_path": str(Path(args.insights).resolve()),
-            "audiences_path": str(Path(args.audiences).resolve()),
-        }
-    elif args.source == "meta":
+    if args.source == "meta":
         # Live accounts: decide on the complete days before today; recommend never writes to Meta.
-        source = {"kind": "meta"}
-        return _finish(args, args.as_of or datetime.now(UTC).date(), source)
-    else:
-        source = {"kind": "sample"}
-    spec = SourceSpec(**source)
-    as_of = args.as_of or newest_day(spec) + timedelta(days=1)
+        return _finish(args, args.as_of or datetime.now(UTC).date(), {"kind": "meta"})
+    if args.source == "sample":
+        return cmd_demo(args)
+    from audience_assets.sources.files import newest_day
+
+    source = _file_source(args)
+    as_of = args.as_of or newest_day(SourceSpec(**source)) + timedelta(days=1)
     return _finish(args, as_of, source)
 
 
 def cmd_demo(args) -> int:
-    source = {"kind": "sample"}
-    as_of = args.as_of or newest_day(SourceSpec(kind="sample")) + timedelta(days=1)
-    return _finish(args, as_of, source)
+    from audience_assets.sample.simulator import SAMPLE_END_DATE
+
+    return _finish(args, args.as_of or SAMPLE_END_DATE + timedelta(days=1), {"kind": "sample"})
 
 
 def cmd_config(args) -> int:
@@ -325,11 +422,19 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--db",
         default=database_path(),
-        help="DuckDB warehouse file (default: $AUDIENCE_ENGINE_DB or data/warehouse.duckdb)",
+        help="DuckDB warehouse file (default: $AUDIENCE_ENGINE_DB or data/warehouse.duckdb); "
+        "runs on one warehouse take turns (a lock file <db>.lock beside it)",
     )
     p.add_argument("--out", default=DEFAULT_OUT, help=f"recommendations JSON to write (default {DEFAULT_OUT})")
-    p.add_argument("--top", type=int, default=40, help="rows of the ranked table to print (default 40)")
+    p.add_argument("--top", type=_count, default=40, help="rows of the ranked table to print (default 40; 0 = none)")
     p.add_argument("--quiet", action="store_true", help="no progress and no table; just write the JSON")
+    p.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=1800.0,
+        metavar="SECONDS",
+        help="how long to wait while another run holds the warehouse (default 1800)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -358,6 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--audiences",
         help="audiences CSV: adset_id, audience_type [, lookalike_pct, source_quality, launched_on, daily_budget, last_budget_change_at]",
     )
+    rec.add_argument(
+        "--encoding",
+        help="text encoding of the CSV files when they are not UTF-8 (UTF-16 with a BOM is detected), e.g. cp1252",
+    )
+    rec.add_argument("--delimiter", help="field separator when not detected from the header: ',' ';' or '\\t'")
     _add_run_options(rec)
     rec.set_defaults(func=cmd_recommend)
 
@@ -391,8 +501,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CliError, InputError, ConfigError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (CliError, InputError, ConfigError, WarehouseError) as err:
+        say(f"error: {err}", err=True)
         return getattr(err, "code", EXIT_INPUT)
 
 

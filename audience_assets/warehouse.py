@@ -1,11 +1,14 @@
-"""DuckDB helpers: run a sql/ model, replace a partition or a set of days atomically."""
+"""DuckDB helpers: open the warehouse safely, run a sql/ model, replace a partition or days atomically."""
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +32,162 @@ def database_path() -> str:
     return os.environ.get("AUDIENCE_ENGINE_DB") or DEFAULT_DB
 
 
+class WarehouseError(RuntimeError):
+    """The warehouse cannot be used (not a DuckDB file, locked, unreadable); the message says why.
+
+    `code` is the CLI's exit code: 2 for a bad path (the user's input), 1 for a busy or broken file."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
+
+
+def check_database_file(db: str) -> None:
+    """Fail early, and clearly, when --db names something that is not (or cannot become) a DuckDB file."""
+    if db == ":memory:":
+        return
+    path = Path(db)
+    if path.is_dir():
+        raise WarehouseError(f"the warehouse {db} is a directory: expected a DuckDB database file")
+    if path.exists():
+        if not path.is_file():
+            raise WarehouseError(f"the warehouse {db} is not a regular file")
+        with path.open("rb") as fh:
+            head = fh.read(12)
+        if head and head[8:12] != DUCKDB_MAGIC:
+            raise WarehouseError(
+                f"the warehouse {db} is not a DuckDB database (it is a {path.stat().st_size:,}-byte file of "
+                "another kind); point --db or AUDIENCE_ENGINE_DB at a new or existing .duckdb file"
+            )
+    elif path.parent.exists() and not path.parent.is_dir():
+        raise WarehouseError(f"the warehouse folder {path.parent} is a file, not a folder")
+
+
+def open_database(db: str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A connection to the warehouse, or a WarehouseError naming the file and the cause."""
+    check_database_file(db)
+    if db != ":memory:":
+        Path(db).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return duckdb.connect(db, read_only=read_only)
+    except duckdb.Error as err:
+        first = str(err).splitlines()[0]
+        raise WarehouseError(f"cannot open the warehouse {db}: {first}", code=1) from None
+
+
 @contextmanager
 def connect(path: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the warehouse late and close it early (DuckDB allows one writing process)."""
-    db = path or database_path()
-    Path(db).parent.mkdir(parents=True, exist_ok=True)
-    conn = duckdb.connect(db)
+    conn = open_database(path or database_path())
     try:
         yield conn
     finally:
         conn.close()
+
+
+# One lock per warehouse serialises whole runs (CLI and Dagster alike): a run's steps read what
+# its own earlier steps wrote, never a concurrent run's. Re-entrant within a process, so the CLI
+# can hold it around the run its own steps also lock.
+_HELD: dict[str, list[Any]] = {}
+_HELD_GUARD = threading.Lock()
+
+
+def lock_path(db: str) -> Path:
+    return Path(f"{db}.lock")
+
+
+def lock_holder(db: str) -> str:
+    """Who holds a warehouse's lock, as recorded in the lock file (best effort)."""
+    try:
+        info = json.loads(lock_path(db).read_text() or "{}")
+    except (OSError, json.JSONDecodeError):
+        return "another process"
+    return f"pid {info.get('pid', '?')}, {info.get('holder', 'a run')}, since {info.get('since', '?')}"
+
+
+@contextmanager
+def warehouse_lock(
+    db: str,
+    holder: str,
+    timeout_seconds: float = 1800.0,
+    on_wait: Callable[[str], None] | None = None,
+    poll_seconds: float = 0.2,
+) -> Iterator[None]:
+    """Hold the warehouse's run lock; wait for it (telling `on_wait` once) up to `timeout_seconds`."""
+    if db == ":memory:":
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform: DuckDB's own file lock still refuses a second writer
+        yield
+        return
+    key = str(Path(db).resolve())
+    with _HELD_GUARD:
+        if key in _HELD:
+            _HELD[key][1] += 1
+            reentered = True
+        else:
+            reentered = False
+    if reentered:
+        try:
+            yield
+        finally:
+            with _HELD_GUARD:
+                _HELD[key][1] -= 1
+        return
+    check_database_file(db)
+    Path(db).parent.mkdir(parents=True, exist_ok=True)
+    fh = lock_path(db).open("a+")
+    started, told = time.monotonic(), False
+    try:
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not told and on_wait is not None:
+                    on_wait(f"waiting for another run on {db} to finish ({lock_holder(db)})")
+                    told = True
+                if time.monotonic() - started > timeout_seconds:
+                    raise WarehouseError(
+                        f"another run holds the warehouse {db} ({lock_holder(db)}); gave up after "
+                        f"{timeout_seconds:.0f} s. Wait for it, or use another --db",
+                        code=1,
+                    ) from None
+                time.sleep(poll_seconds)
+        fh.seek(0)
+        fh.truncate()
+        since = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        fh.write(json.dumps({"pid": os.getpid(), "holder": holder, "since": since}))
+        fh.flush()
+        with _HELD_GUARD:
+            _HELD[key] = [fh, 1]
+        try:
+            yield
+        finally:
+            with _HELD_GUARD:
+                del _HELD[key]
+            fh.seek(0)
+            fh.truncate()
+            fh.flush()
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    finally:
+        fh.close()
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write a file whole or not at all: a private temporary file in the same folder, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def sql_text(model: str) -> str:

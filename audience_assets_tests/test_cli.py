@@ -78,6 +78,18 @@ def demo_run(tmp_path_factory):
     return code, stdout, stderr, db, out
 
 
+def _table(stdout: str) -> tuple[str, list[str]]:
+    """(header, data rows) of the ranked table: the lines between the dashed rule and the blank line."""
+    lines = stdout.splitlines()
+    rule = next(i for i, line in enumerate(lines) if line.strip() and set(line) <= {"-", " "})
+    rows = []
+    for line in lines[rule + 1 :]:
+        if not line.strip():
+            break
+        rows.append(line)
+    return lines[rule - 1], rows
+
+
 def _actions(path) -> dict[str, tuple[str, int, str]]:
     doc = RecommendationFile.model_validate_json(path.read_text())
     return {r.audience_id: (r.action.value, r.scale_percentage, r.confidence.value) for r in doc.recommendations}
@@ -89,18 +101,17 @@ def test_demo_writes_json_and_prints_a_ranked_table(demo_run):
     doc = RecommendationFile.model_validate_json(out.read_text())
     assert doc.decision_date == SAMPLE_DECISION_DATE
     assert len(doc.recommendations) == 120
-    # Also written beside the warehouse, for the decision date.
-    beside = db.parent / "recommendations" / f"recommendations_{SAMPLE_DECISION_DATE.isoformat()}.json"
-    assert beside.read_text() == out.read_text()
+    # Only --out is written: no shared staging file beside the warehouse (two runs could race on it).
+    assert not (db.parent / "recommendations").exists()
 
     lines = stdout.splitlines()
-    header = next(line for line in lines if line.startswith("|"))
-    assert "action" in header and "conf" in header and "audience" in header
-    rows = [line for line in lines if line.startswith("|")][2:]
+    header, rows = _table(stdout)
+    assert "action" in header and "audience" in header and "id" in header
     assert len(rows) == 120
-    # Ranked: the first row is rank 1 and the order follows the JSON ranks.
-    ranks = [int(r.split("|")[1]) for r in rows]
+    # Ranked: the first row is rank 1 and the order follows the JSON ranks; the id is shown.
+    ranks = [int(r.split()[0]) for r in rows]
     assert ranks == list(range(1, 121))
+    assert [r.split()[1] for r in rows] == [rec.audience_id for rec in doc.recommendations]
     first = doc.recommendations[0]
     assert first.action.value in rows[0]
     summary = [line for line in lines if line.startswith("Decision date")]
@@ -133,8 +144,8 @@ def test_demo_top_limits_the_table(tmp_path, capsys):
         "3",
     )
     assert code == 0, err
-    rows = [line for line in stdout.splitlines() if line.startswith("|")]
-    assert len(rows) == 2 + 3
+    _header, rows = _table(stdout)
+    assert len(rows) == 3
     assert "(3 shown" in stdout and "12 audiences" in stdout
 
 

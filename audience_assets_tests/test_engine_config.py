@@ -76,16 +76,16 @@ def test_load_config_file_then_overrides(tmp_path):
         "min_spend = 5000\n"
         "cooldown_hours = 48\n"
         "[modifiers.BROAD]\nwinner_roas = 1.15\n"
-        "[modifiers.LOOKALIKE_1PCT]\ncooldown_hours = 24\n"
+        "[modifiers.LOOKALIKE_1PCT]\ncooldown_hours = 60\n"
     )
-    cfg = load_config(path, {"min_spend": 6000, "modifiers": {"CUSTOM": {"max_scale_pct": 15, "scale_step_pct": 15}}})
+    cfg = load_config(path, {"min_spend": 6000, "modifiers": {"CUSTOM": {"max_scale_pct": 22, "scale_step_pct": 22}}})
     assert cfg.min_spend == 6000  # override wins over the file
     assert cfg.cooldown_hours == 48  # file wins over the default
     assert cfg.min_purchases == 2  # untouched default
     broad = cfg.modifier("BROAD")
     assert (broad.winner_roas, broad.loser_roas, broad.pause_spend_multiple) == (1.15, 0.8, 4.0)  # merged, not replaced
-    assert cfg.resolved("LOOKALIKE_1PCT", "cooldown_hours") == 24 and cfg.type_scale_pct("LOOKALIKE_1PCT") == 25
-    assert cfg.type_scale_pct("CUSTOM") == 15
+    assert cfg.resolved("LOOKALIKE_1PCT", "cooldown_hours") == 60 and cfg.type_scale_pct("LOOKALIKE_1PCT") == 25
+    assert cfg.type_scale_pct("CUSTOM") == 22
     assert cfg.modifier("INTEREST").pause_spend_multiple == 2.0
 
 
@@ -106,10 +106,23 @@ def test_loaded_rules_change_the_decisions(tmp_path):
         ({"modifiers": {"FOO": {"winner_roas": 1.3}}}, "unknown modifier keys ['FOO']"),
         ({"modifiers": {"BROAD": {"winner_rose": 1.3}}}, "modifiers.BROAD.winner_rose"),
         ({"modifiers": {"BROAD": {"loser_roas": 1.2}}}, "modifiers.BROAD: loser_roas must not exceed winner_roas"),
-        ({"scale_step_pct": 40}, "scale_step_pct must lie within [min_scale_pct, max_scale_pct]"),
-        ({"scale_step_pct": 10}, "scale_step_pct must lie within [min_scale_pct, max_scale_pct]"),
-        ({"modifiers": {"LOOKALIKE_1PCT": {"scale_step_pct": 35}}}, "modifiers.LOOKALIKE_1PCT.scale_step_pct=35"),
-        ({"max_scale_pct": 120}, "max_scale_pct"),
+        ({"scale_step_pct": 40}, "scale_step_pct: 40 is outside the spec's band 20-30"),
+        ({"scale_step_pct": 10}, "scale_step_pct: 10 is outside the spec's band 20-30"),
+        ({"min_scale_pct": 25, "scale_step_pct": 22}, "scale_step_pct must lie within [min_scale_pct, max_scale_pct]"),
+        (
+            {"max_scale_pct": 25, "modifiers": {"LOOKALIKE_1PCT": {"scale_step_pct": 28}}},
+            "modifiers.LOOKALIKE_1PCT.scale_step_pct=28",
+        ),
+        (
+            {"modifiers": {"LOOKALIKE_1PCT": {"scale_step_pct": 35}}},
+            "modifiers.LOOKALIKE_1PCT.scale_step_pct: 35 is outside",
+        ),
+        ({"max_scale_pct": 120}, "max_scale_pct: 120 is outside the spec's band 20-30"),
+        ({"scale_step_pct": 100, "max_scale_pct": 100}, "scale_step_pct: 100 is outside the spec's band 20-30"),
+        ({"cooldown_hours": 0}, "cooldown_hours: 0 is outside the spec's band 48-72"),
+        ({"cooldown_hours": 96}, "cooldown_hours: 96 is outside the spec's band 48-72"),
+        ({"modifiers": {"CUSTOM": {"cooldown_hours": 24}}}, "modifiers.CUSTOM.cooldown_hours: 24 is outside"),
+        ({"modifiers": {"CUSTOM": {"max_scale_pct": 15}}}, "modifiers.CUSTOM.max_scale_pct: 15 is outside"),
         ({"min_confidence_to_act": "SOMETIMES"}, "min_confidence_to_act"),
         ({"confidence_medium": 0.95}, "confidence_medium must not exceed confidence_high"),
         ({"cooldown_hours": -1}, "cooldown_hours"),

@@ -392,9 +392,24 @@ def _tamper(frame: pl.DataFrame, adset: str, **values) -> pl.DataFrame:
 
 # id, adset, changed columns, expected rules for that adset
 TAMPER_CASES = [
-    ("scale_50pct", "scale_lla5", dict(scale_percentage=50, new_daily_budget=4_500.0), {"scale_band"}),
-    ("scale_50pct_stale_budget", "scale_lla5", dict(scale_percentage=50), {"scale_band", "new_budget"}),
-    ("scale_10pct", "scale_lla5", dict(scale_percentage=10, new_daily_budget=3_300.0), {"scale_band"}),
+    (
+        "scale_50pct",
+        "scale_lla5",
+        dict(scale_percentage=50, new_daily_budget=4_500.0),
+        {"scale_band", "spec_scale_band"},
+    ),
+    (
+        "scale_50pct_stale_budget",
+        "scale_lla5",
+        dict(scale_percentage=50),
+        {"scale_band", "spec_scale_band", "new_budget"},
+    ),
+    (
+        "scale_10pct",
+        "scale_lla5",
+        dict(scale_percentage=10, new_daily_budget=3_300.0),
+        {"scale_band", "spec_scale_band"},
+    ),
     ("lla1_30pct", "scale_lla1", dict(scale_percentage=30, new_daily_budget=3_900.0), {"scale_band"}),
     (
         "scale_inside_cooldown",

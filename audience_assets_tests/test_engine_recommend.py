@@ -162,7 +162,10 @@ def test_recommendation_metrics_match_the_decision_rows(result):
     d = rows(decisions)["scale"]
     r = rows(recs, key="audience_id")["scale"]
     for name, src in METRIC_COLUMNS.items():
-        assert r[f"metric_{name}"] == d[src], name
+        # Money to the minor unit (INR: 2 places), ratios to 4 (ctr and cvr to 6).
+        places = 2 if name in ("spend", "revenue", "cpa", "target_cpa") else 6 if name in ("ctr", "cvr") else 4
+        expected = d[src] if d[src] is None or name in ("window_days", "purchases") else round(d[src], places)
+        assert r[f"metric_{name}"] == expected, name
     assert r["metric_roas"] == pytest.approx(3.6)
     assert r["config_hash"] == CFG.config_hash()
     assert r["explanation_source"] == "template"
@@ -343,3 +346,21 @@ def test_dec(value, places, text):
 )
 def test_pct(value, signed, text):
     assert _fmt(lambda x: pct(x, signed=signed), [value]) == [text]
+
+
+def test_json_figures_are_rounded_to_the_currency_and_to_readable_ratios(result):
+    """No 30750.339999999997 in the file: money to the minor unit, ratios to 4 places."""
+    import json
+
+    from audience_assets.engine.recommend import recommendation_document
+
+    doc = json.loads(recommendation_document(result[1], result[1]["decision_date"][0], "now").model_dump_json())
+    for rec in doc["recommendations"]:
+        for key in ("spend", "revenue", "cpa", "target_cpa"):
+            value = rec["metrics"][key]
+            assert value is None or round(value, 2) == value, (key, value)
+        for key in ("roas", "normalized_roas", "account_avg_roas", "score"):
+            value = rec["metrics"][key]
+            assert value is None or len(repr(value).split(".")[-1]) <= 4, (key, value)
+        for key in ("current_daily_budget", "new_daily_budget"):
+            assert rec[key] is None or round(rec[key], 2) == rec[key]

@@ -70,7 +70,7 @@ def test_trend_figures_are_those_of_the_window_halves():
     assert row["roas_change"] == pytest.approx(-0.4)
     assert row["roas_change_z"] < -2.0
     assert any(
-        r.startswith("Declining: ROAS -40% over the last 4 days versus the 3 before (z=-") for r in row["reasons"]
+        r.startswith("Declining: ROAS -40% over the last 4 days versus the 3 before (z -") for r in row["reasons"]
     )
 
 
@@ -220,3 +220,27 @@ def test_confidence_gate(kwargs, need, matrix_action, action, gate):
     if gate:
         assert gate in row["reasons"]
         assert row["scale_percentage"] == 0
+
+
+def test_a_large_change_that_is_not_significant_says_why_it_is_no_trend():
+    """Not "Stable: ROAS +50% (z=1.3)", which reads as a contradiction: say the test was not passed."""
+    row = decide_one(aud("a", spend=20_000, roas=3.0, change=0.5, purchases=10))
+    assert row["trend"] == "STABLE" and row["trend_evidence"] == "tested"
+    text = next(r for r in row["reasons"] if r.startswith("No trend"))
+    assert text.startswith("No trend: ROAS +50% over the last 4 days versus the 3 before, but not significant: |z| ")
+    assert " < 2.0 with 10 purchases" in text
+    assert not any(r.startswith("Stable:") for r in row["reasons"])
+
+
+def test_a_small_significant_change_is_named_as_under_the_minimum():
+    row = decide_one(aud("a", spend=2_000_000, roas=3.0, change=-0.10))
+    text = next(r for r in row["reasons"] if r.startswith("No trend"))
+    assert (
+        text == "No trend: ROAS -10% over the last 4 days versus the 3 before, within the 15% that counts as a change"
+    )
+
+
+def test_a_trend_states_the_test_it_passed():
+    row = decide_one(aud("a", spend=80_000, roas=3.0, change=0.5))
+    text = next(r for r in row["reasons"] if r.startswith("Improving"))
+    assert ">= 2.0 with" in text and "purchases" in text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import polars as pl
@@ -40,8 +40,24 @@ def test_daily_schedule_runs_every_day_at_six_utc():
     schedule = defs.get_schedule_def("daily_recommendations")
     assert schedule.cron_schedule == "0 6 * * *"
     assert (schedule.execution_timezone or "UTC") == "UTC"
-    ctx = schedule_context(datetime(2026, 3, 1, 6, 0, tzinfo=UTC))
-    assert [r.partition_key for r in schedule.evaluate_tick(ctx).run_requests] == ["2026-03-01"]
+    ctx = schedule_context(datetime(2026, 10, 1, 6, 0, tzinfo=UTC))
+    assert [r.partition_key for r in schedule.evaluate_tick(ctx).run_requests] == ["2026-10-01"]
+
+
+def test_partitions_start_at_the_samples_first_decision_date():
+    """Not 2015: the UI lists the decision dates data can have, from the sample's first one."""
+    from audience_assets.defs.common import PARTITIONS
+    from audience_assets.sample.simulator import SAMPLE_DAYS, SAMPLE_END_DATE
+
+    first = PARTITIONS.get_first_partition_key()
+    assert first == "2026-09-13"
+    assert date.fromisoformat(first) == SAMPLE_END_DATE - timedelta(days=SAMPLE_DAYS - 2)
+
+
+def test_main_job_runs_in_process():
+    """A UI launch must not start one process per step (31 of them, ~4 s apart): the pool allows one at a time."""
+    job = defs.resolve_job_def("audience_engine_job")
+    assert job.executor_def.name == "in_process"
 
 
 # ---- sensor ------------------------------------------------------------------------

@@ -181,7 +181,64 @@ CASES: list[tuple[str, str, Mutation, tuple[str, ...]]] = [
     ),
     ("audiences_empty", "audiences", lambda f: b"", ("empty",)),
     ("duplicate_audience", "audiences", lambda f: pl.concat([f, f[3:4]]), ("rows 4, 21", "listed more than once")),
+    (
+        "thousands_separator",
+        "insights",
+        lambda f: set_cell(f, 4, "spend", "1,234.50"),
+        ("row 5", "spend", "'1,234.50'", "thousands separator", "write 1234.50"),
+    ),
+    (
+        "currency_sign",
+        "insights",
+        lambda f: set_cell(f, 4, "purchase_value", "₹1234.50"),
+        ("row 5", "purchase_value", "currency sign", "amount only"),
+    ),
+    (
+        "currency_code",
+        "audiences",
+        lambda f: set_cell(f, 1, "daily_budget", "INR 5000"),
+        ("row 2", "daily_budget", "currency sign"),
+    ),
+    (
+        "decimal_comma",
+        "insights",
+        lambda f: set_cell(f, 4, "spend", "1234,50"),
+        ("row 5", "spend", "decimal comma", "write 1234.50"),
+    ),
+    (
+        "ragged_row",
+        "insights",
+        lambda f: _lines(f, lambda lines: lines[:3] + [lines[3] + ",extra"] + lines[4:]),
+        ("line 4 (data row 3)", "too many columns"),
+    ),
+    (
+        "short_row",
+        "insights",
+        lambda f: _lines(f, lambda lines: lines[:5] + [lines[5].rsplit(",", 2)[0]] + lines[6:]),
+        ("line 6 (data row 5)", "missing columns"),
+    ),
+    (
+        "stray_quote",
+        "insights",
+        lambda f: _lines(f, lambda lines: lines[:2] + [lines[2].replace(",", ',"bad"quote,', 1)] + lines[3:]),
+        ("line 3 (data row 2)",),
+    ),
+    (
+        "windows_1252_name",
+        "insights",
+        lambda f: _encode(set_cell(f, 2, "adset_name", "Café Crème"), "cp1252"),
+        ("line 4 (data row 3)", "0xE9", "not valid UTF-8", "Café Crème", "--encoding cp1252"),
+    ),
 ]
+
+
+def _lines(frame: pl.DataFrame, edit: Callable[[list[str]], list[str]]) -> str:
+    """The frame as CSV text, with its lines edited (line 0 is the header)."""
+    return "\n".join(edit(frame.write_csv().splitlines())) + "\n"
+
+
+def _encode(frame: pl.DataFrame, encoding: str) -> bytes:
+    return frame.write_csv().encode(encoding)
 
 
 def write_case(g: Good, tmp_path: Path, which: str, mutate: Mutation) -> tuple[Path, Path]:
@@ -303,9 +360,11 @@ def test_bad_as_of_is_an_argparse_error(capsys, good, text):
 
 def test_as_of_before_any_data(capsys, good):
     before = snapshot(good)
-    code, out, err = recommend(capsys, good, good.insights, good.audiences, "--as-of", "2020-01-01")
+    code, out, err = recommend(capsys, good, good.insights, good.audiences, "--as-of", "2026-10-01")
     assert code == 2
-    assert "error: no insight rows before the decision date 2020-01-01" in err
+    assert "error: no insight rows before the decision date 2026-10-01" in err
+    assert "the insights run from 2026-10-27 to 2026-11-25" in err
+    assert "future" not in err
     assert_unchanged(good, before)
 
 
@@ -357,11 +416,162 @@ def test_bad_set_override_names_the_field(capsys, good):
     assert_unchanged(good, before)
 
 
-@pytest.mark.parametrize("text", ["2099-01-01", "2010-01-01"])
-def test_as_of_outside_the_partitions_is_a_clear_error(capsys, good, text):
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("2099-01-01", "is in the future: the latest decision date is tomorrow (UTC)"),
+        (
+            "2010-01-01",
+            "is before the first partition, 2026-09-13: to decide on older data, set "
+            "AUDIENCE_ENGINE_PARTITIONS_START=2010-01-01",
+        ),
+        ("2000-01-01", "is before the first partition"),
+    ],
+)
+def test_as_of_outside_the_partitions_is_a_clear_error(capsys, good, text, says):
+    """The message states the real cause: a date long past is not "data dated in the future"."""
     before = snapshot(good)
     code, out, err = recommend(capsys, good, good.insights, good.audiences, "--as-of", text)
     assert code == 2, err[-500:]
-    assert err.startswith("error: ") and text in err
+    assert err.startswith("error: ") and text in err and says in err
     assert "Traceback" not in err
+    if text < "2026":
+        assert "future" not in err
     assert_unchanged(good, before)
+
+
+def _one_bad_cell(capsys, good, tmp_path, column: str, value: str) -> list[str]:
+    ins, aud = write_case(good, tmp_path, "insights", lambda f: set_cell(f, 8, column, value))
+    code, _, err = recommend(capsys, good, ins, aud)
+    assert code == 2, err
+    return [line for line in err.splitlines() if "row 9" in line]
+
+
+@pytest.mark.parametrize(
+    ("value", "says", "never"),
+    [
+        ("NaN", "is not a number (NaN)", ("implausibly large", "negative")),
+        ("-inf", "is not a finite number", ("negative", "implausibly large")),
+        ("inf", "is not a finite number", ("implausibly large",)),
+    ],
+)
+def test_a_bad_number_is_reported_once_with_its_real_cause(capsys, good, tmp_path, value, says, never):
+    lines = _one_bad_cell(capsys, good, tmp_path, "spend", value)
+    assert len(lines) == 1, lines
+    assert says in lines[0]
+    for wrong in never:
+        assert wrong not in lines[0]
+
+
+def test_negative_zero_is_stored_as_zero(capsys, tmp_path):
+    ins, aud = write_sample_csvs(tmp_path / "csv", n_adsets=N_ADSETS, days=N_DAYS)
+    frame = set_cell(read(ins), 0, "purchases", "-0")
+    frame = set_cell(frame, 1, "spend", "-0.0")
+    frame.write_csv(ins)
+    db, out = tmp_path / "w.duckdb", tmp_path / "o.json"
+    code, _, err = cli(capsys, "recommend", "--insights", ins, "--audiences", aud, "--db", db, "--out", out, "--quiet")
+    assert code == 0, err
+    import math
+
+    first = read(ins).row(0, named=True)
+    second = read(ins).row(1, named=True)
+    got = query(
+        db,
+        "SELECT adset_id, date, purchases, spend FROM raw_insights WHERE (adset_id = ? AND date = ?) OR (adset_id = ? AND date = ?)",
+        [first["adset_id"], first["date_start"], second["adset_id"], second["date_start"]],
+    )
+    values = [v for v in got["purchases"].to_list() + got["spend"].to_list() if v == 0]
+    assert len(values) == 2 and all(math.copysign(1.0, v) == 1.0 for v in values)
+
+
+def test_windows_1252_file_loads_verbatim_with_its_encoding_named(capsys, tmp_path):
+    ins, aud = write_sample_csvs(tmp_path / "csv", n_adsets=N_ADSETS, days=N_DAYS)
+    frame = read(ins)
+    target = frame["adset_id"][0]
+    frame = frame.with_columns(
+        pl.when(pl.col("adset_id") == target)
+        .then(pl.lit("Café Crème – Ößé"))
+        .otherwise(pl.col("adset_name"))
+        .alias("adset_name")
+    )
+    ins.write_bytes(frame.write_csv().encode("cp1252"))
+    db, out = tmp_path / "w.duckdb", tmp_path / "o.json"
+    base = ("recommend", "--insights", ins, "--audiences", aud, "--db", db, "--out", out, "--quiet")
+    code, _, err = cli(capsys, *base)
+    assert code == 2 and "--encoding cp1252" in err and not db.exists()
+    code, _, err = cli(capsys, *base, "--encoding", "cp1252")
+    assert code == 0, err
+    names = query(db, "SELECT DISTINCT adset_name FROM raw_insights WHERE adset_id = ?", [target])["adset_name"]
+    assert names.to_list() == ["Café Crème – Ößé"]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "delimiter"),
+    [("utf-16", "\t"), ("utf-16-be", ","), ("utf-8-sig", ";"), ("utf-8", "\t")],
+    ids=["excel_unicode_text", "utf16_be_bom", "utf8_bom_semicolon", "utf8_tab"],
+)
+def test_excel_encodings_and_separators_are_detected(capsys, tmp_path, encoding, delimiter):
+    """Excel's "Unicode text" is UTF-16 LE with a BOM and tabs; European exports use semicolons."""
+    ins, aud = write_sample_csvs(tmp_path / "csv", n_adsets=N_ADSETS, days=N_DAYS)
+    frame = read(ins)
+    target = frame["adset_id"][0]
+    name = "日本語 Ünïcödé | test"
+    frame = frame.with_columns(
+        pl.when(pl.col("adset_id") == target).then(pl.lit(name)).otherwise(pl.col("adset_name")).alias("adset_name")
+    )
+    text = frame.write_csv(separator=delimiter)
+    data = text.encode(encoding)
+    if encoding == "utf-16-be":
+        data = b"\xfe\xff" + data  # with its byte-order mark, as Excel writes it
+    ins.write_bytes(data)
+    db, out = tmp_path / "w.duckdb", tmp_path / "o.json"
+    code, _, err = cli(capsys, "recommend", "--insights", ins, "--audiences", aud, "--db", db, "--out", out, "--quiet")
+    assert code == 0, err
+    assert scalar(db, "SELECT count(*) FROM raw_insights") == frame.height
+    names = query(db, "SELECT DISTINCT adset_name FROM raw_insights WHERE adset_id = ?", [target])["adset_name"]
+    assert names.to_list() == [name]
+
+
+def test_rows_after_the_decision_date_are_counted_not_dropped_silently(capsys, good, tmp_path):
+    db, out = tmp_path / "w.duckdb", tmp_path / "o.json"
+    last = read(good.insights)["date_start"].max()
+    later = (read(good.insights)["date_start"] == last).sum()
+    code, _, err = cli(
+        capsys,
+        "recommend",
+        "--insights",
+        good.insights,
+        "--audiences",
+        good.audiences,
+        "--db",
+        db,
+        "--out",
+        out,
+        "--quiet",
+        "--as-of",
+        last,
+    )
+    assert code == 0, err
+    assert f"note: {later:,} insight rows dated on or after the decision date were ignored" in err
+
+
+def test_top_must_not_be_negative_and_zero_prints_only_the_summary(capsys, good, tmp_path):
+    code, out, err = cli(capsys, "recommend", "--insights", good.insights, "--audiences", good.audiences, "--top", "-1")
+    assert code == 2 and "--top" in err and "negative" in err
+    db, json_out = tmp_path / "w.duckdb", tmp_path / "o.json"
+    code, out, err = cli(
+        capsys,
+        "recommend",
+        "--insights",
+        good.insights,
+        "--audiences",
+        good.audiences,
+        "--db",
+        db,
+        "--out",
+        json_out,
+        "--top",
+        "0",
+    )
+    assert code == 0, err
+    assert out.strip().startswith("Decision date") and "(0 shown" in out

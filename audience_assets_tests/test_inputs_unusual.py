@@ -61,9 +61,12 @@ def test_hostile_text_in_names_loads_verbatim(capsys, tmp_path):
     assert rec.campaign_name == "Camp'; DELETE FROM decisions;--"
     # The text is data, never an instruction: the action follows the numbers as for any audience.
     assert rec.scale_percentage in (0, 20, 25, 30)
-    # The printed table stays one line per audience (newlines and pipes in names are neutralised).
-    table_lines = [line for line in stdout.splitlines() if line.startswith("|")]
-    assert len(table_lines) == 2 + 20
+    # The printed table stays one line per audience: newlines in names are shown as a mark.
+    lines = stdout.splitlines()
+    rule = next(i for i, line in enumerate(lines) if line.strip() and set(line) <= {"-", " "})
+    body = lines[rule + 1 : lines.index("", rule)]
+    assert len(body) == 20
+    assert "\x1b" not in stdout and "\x1b" not in err
 
 
 def test_zero_spend_and_zero_purchase_rows(capsys, tmp_path):

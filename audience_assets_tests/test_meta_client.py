@@ -14,7 +14,7 @@ import pytest
 from facebook_business.api import FacebookAdsApi
 
 from audience_assets.integrations.meta import MetaClient, MetaError, MetaSettings
-from audience_assets.meta_source import insights_frame
+from audience_assets.sources.meta import insights_frame
 from audience_assets_tests.fakes.graph_server import (
     PURCHASE_ACTION_TYPES,
     FakeGraph,

@@ -8,7 +8,7 @@ from datetime import date
 import polars as pl
 import pytest
 
-from audience_assets.meta_source import (
+from audience_assets.sources.meta import (
     DEFAULT_PURCHASE_PRIORITY,
     apply_overrides,
     audience_type,

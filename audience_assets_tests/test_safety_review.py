@@ -10,9 +10,9 @@ from engine_cases import AS_OF, aud, build, rows
 
 from audience_assets.engine.config import RulesConfig
 from audience_assets.engine.pipeline import run_engine
-from audience_assets.engine.validation import InputError
-from audience_assets.meta_source import audiences_frame
-from audience_assets.sources import read_csv_text
+from audience_assets.sources import InputError
+from audience_assets.sources.files import read_csv_text
+from audience_assets.sources.meta import audiences_frame
 
 WIN = dict(spend=30_000, roas=4.0)
 

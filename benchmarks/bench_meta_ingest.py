@@ -22,8 +22,7 @@ sys.path.insert(0, str(ROOT / "audience_assets_tests"))
 from fakes.graph_server import FakeGraph, build_account  # noqa: E402
 
 from audience_assets.integrations.meta import MetaClient, MetaSettings  # noqa: E402
-from audience_assets.meta_source import DEFAULT_PURCHASE_PRIORITY  # noqa: E402
-from audience_assets.sources import extract_meta  # noqa: E402
+from audience_assets.sources.meta import DEFAULT_PURCHASE_PRIORITY, extract_meta  # noqa: E402
 
 
 def run(adsets: int, days: int, page_size: int, accounts: int) -> dict:

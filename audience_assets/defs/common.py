@@ -1,5 +1,6 @@
 """Shared Dagster wiring: the partitions, the DuckDB pool, table metadata and doc-test checks."""
 
+import os
 from datetime import date
 from typing import Any
 
@@ -9,11 +10,27 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from audience_assets.defs.docs import column_schema, run_generic_tests, table_doc
+from audience_assets.sources.sample import first_decision_date
 from audience_assets.warehouse import replace_partition
 
 # The partition key is the decision date: a run for D decides on complete days before D.
+# They start where data can start: the embedded sample's first decision date unless
+# AUDIENCE_ENGINE_PARTITIONS_START says otherwise (older exports, longer Meta history).
 # end_offset=2 admits tomorrow (UTC): for an account east of UTC, "today" may already be over.
-PARTITIONS_START = "2015-01-01"
+PARTITIONS_START_ENV = "AUDIENCE_ENGINE_PARTITIONS_START"
+
+
+def partitions_start() -> date:
+    text = os.environ.get(PARTITIONS_START_ENV)
+    if not text:
+        return first_decision_date()
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{PARTITIONS_START_ENV}={text!r} is not a date (expected YYYY-MM-DD)") from None
+
+
+PARTITIONS_START = partitions_start().isoformat()
 PARTITIONS = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, end_offset=2)
 # DuckDB allows one writing process: every asset and check touching the file shares this pool.
 POOL = "duckdb"

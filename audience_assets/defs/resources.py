@@ -14,25 +14,43 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field, PrivateAttr
 
 from audience_assets.engine.config import ConfigError, RulesConfig, load_config
-from audience_assets.meta_source import DEFAULT_PURCHASE_PRIORITY
 from audience_assets.sample.simulator import SAMPLE_END_DATE
 from audience_assets.sources import SourceSpec
-from audience_assets.warehouse import database_path
+from audience_assets.sources.meta import DEFAULT_PURCHASE_PRIORITY
+from audience_assets.warehouse import database_path, open_database, warehouse_lock
 
 
 class WarehouseResource(DuckDBResource):
-    """DuckDBResource that creates the file's folder and always closes its connection."""
+    """The DuckDB warehouse: one run at a time holds it (a file lock for the whole run), every
+    connection is closed even when a step raises, and a file that cannot be opened is a clear error."""
+
+    lock_timeout_seconds: float = Field(1800.0, ge=0, description="how long a run waits for another run's lock")
+    _lock: Any = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        run_id = context.run.run_id if context.run is not None else "unknown"
+        self._lock = warehouse_lock(
+            self.database,
+            holder=f"Dagster run {run_id[:8]}",
+            timeout_seconds=self.lock_timeout_seconds,
+            on_wait=context.log.info if context.log else None,
+        )
+        self._lock.__enter__()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        lock = self._lock
+        if lock is not None:
+            self._lock = None
+            lock.__exit__(None, None, None)
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        if self.database != ":memory:":
-            Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        with super().get_connection() as conn:
-            try:
-                yield conn
-            finally:
-                # The parent skips close() when the step raises: the file would stay locked.
-                conn.close()
+        conn = open_database(self.database)
+        try:
+            yield conn
+        finally:
+            # DuckDBResource skips close() when the step raises: the file would stay locked.
+            conn.close()
 
 
 class RulesResource(dg.ConfigurableResource):
@@ -57,6 +75,8 @@ class SourceResource(dg.ConfigurableResource):
     kind: str = Field("sample", description="sample, csv or meta (Definitions default: AUDIENCE_ENGINE_SOURCE)")
     insights_path: str | None = None
     audiences_path: str | None = None
+    encoding: str | None = Field(None, description="CSV text encoding when not UTF-8 or UTF-16 with a BOM, e.g. cp1252")
+    delimiter: str | None = Field(None, description="CSV field separator; detected from the header when unset")
     sample_seed: int = 7
     sample_adsets: int = 120
     sample_days: int = 75
@@ -67,6 +87,8 @@ class SourceResource(dg.ConfigurableResource):
             kind=self.kind,  # type: ignore[arg-type]
             insights_path=self.insights_path,
             audiences_path=self.audiences_path,
+            encoding=self.encoding,
+            delimiter=self.delimiter,
             sample_seed=self.sample_seed,
             sample_adsets=self.sample_adsets,
             sample_days=self.sample_days,
@@ -75,11 +97,14 @@ class SourceResource(dg.ConfigurableResource):
 
 
 class OutputResource(dg.ConfigurableResource):
-    """Where the recommendations JSON of each decision date is written."""
+    """Where the recommendations JSON of each decision date is written ("" writes none: the CLI
+    writes its own --out from the run's rows)."""
 
     directory: str = "data/recommendations"
 
-    def path_for(self, day: date) -> Path:
+    def path_for(self, day: date) -> Path | None:
+        if not self.directory:
+            return None
         return Path(self.directory) / f"recommendations_{day.isoformat()}.json"
 
 

@@ -10,9 +10,9 @@ import hashlib
 import json
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 AUDIENCE_TYPES = ("BROAD", "INTEREST", "LOOKALIKE", "CUSTOM")
 # Modifier keys: the four audience types, plus a narrow-lookalike key (spec 9 "Lookalike 1%").
@@ -21,6 +21,24 @@ MODIFIER_KEYS = ("BROAD", "INTEREST", "LOOKALIKE", "LOOKALIKE_1PCT", "CUSTOM")
 
 class ConfigError(ValueError):
     """A rules file or override that cannot be used; the message names the field."""
+
+
+# The spec's hard constraints (section 10). Configuration moves within these bands, never out.
+SPEC_SCALE_PCT = (20.0, 30.0)  # max scale per action: 20-30 %
+SPEC_COOLDOWN_HOURS = (48.0, 72.0)  # cooldown after a scale: 48-72 h
+
+
+def _band(low: float, high: float, what: str) -> AfterValidator:
+    def check(value: float | None) -> float | None:
+        if value is not None and not low <= value <= high:
+            raise ValueError(f"{value:g} is outside the spec's band {low:g}-{high:g} ({what}, spec section 10)")
+        return value
+
+    return AfterValidator(check)
+
+
+ScalePct = Annotated[float, _band(*SPEC_SCALE_PCT, "percent per budget step")]
+CooldownHours = Annotated[float, _band(*SPEC_COOLDOWN_HOURS, "hours after a budget change")]
 
 
 class _Strict(BaseModel):
@@ -36,9 +54,9 @@ class TypeModifier(_Strict):
         None, gt=0, description="a LOSER is paused only once 7-day spend >= this x target CPA"
     )
     decline_z: float | None = Field(None, gt=0, description="z-score of ROAS fall that is a decline")
-    scale_step_pct: float | None = Field(None, gt=0, le=100, description="budget step of a SCALE")
-    max_scale_pct: float | None = Field(None, gt=0, le=100, description="per-type cap on a step")
-    cooldown_hours: float | None = Field(None, ge=0, description="no budget change this soon after one")
+    scale_step_pct: ScalePct | None = Field(None, description="budget step of a SCALE (20-30)")
+    max_scale_pct: ScalePct | None = Field(None, description="per-type cap on a step (20-30)")
+    cooldown_hours: CooldownHours | None = Field(None, description="no budget change this soon after one (48-72)")
     budget_ceiling_x_median_spend: float | None = Field(
         None, gt=0, description="no SCALE past this multiple of the account's median daily spend"
     )
@@ -146,10 +164,10 @@ class RulesConfig(_Strict):
     min_confidence_to_act: str = Field("MEDIUM", pattern="^(HIGH|MEDIUM|LOW)$")
 
     # Guardrails (spec 10)
-    scale_step_pct: float = Field(20.0, gt=0, le=100)
-    min_scale_pct: float = Field(20.0, gt=0, le=100, description="lower edge of the scale band")
-    max_scale_pct: float = Field(30.0, gt=0, le=100, description="upper edge of the scale band")
-    cooldown_hours: float = Field(72.0, ge=0)
+    scale_step_pct: ScalePct = Field(20.0, description="budget step of a SCALE, within the spec's 20-30")
+    min_scale_pct: ScalePct = Field(20.0, description="lower edge of the scale band (20-30)")
+    max_scale_pct: ScalePct = Field(30.0, description="upper edge of the scale band (20-30)")
+    cooldown_hours: CooldownHours = Field(72.0, description="no budget change this soon after one (48-72)")
     max_account_daily_increase_pct: float = Field(
         15.0, ge=0, description="total budget added per account per day, % of its daily budgets"
     )
@@ -225,7 +243,7 @@ def _format_errors(err: ValidationError, where: str) -> str:
     lines = [f"invalid rules configuration in {where}:"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(root)"
-        lines.append(f"  {loc}: {e['msg']}")
+        lines.append(f"  {loc}: {e['msg'].removeprefix('Value error, ')}")
     return "\n".join(lines)
 
 

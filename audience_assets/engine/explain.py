@@ -30,12 +30,45 @@ def _probability(p: pl.Expr) -> pl.Expr:
     )
 
 
+def _no_trend_text(cfg: RulesConfig, late: pl.Expr, early: pl.Expr) -> pl.Expr:
+    """Why a tested change is not a trend: too small, or not significant for its purchase count."""
+    change = pl.col("roas_change")
+    z = pl.col("roas_change_z")
+    rising = change >= 0
+    needed_z = pl.when(rising).then(pl.lit(cfg.trend_z)).otherwise(pl.col("decline_z"))
+    moved = pl.format(
+        "No trend: ROAS {} over the last {} days versus the {} before", pct(change, signed=True), late, early
+    )
+    return (
+        pl.when(change.is_null() | z.is_null())
+        .then(pl.format("No trend: too little spend in one half of the {}-day window to compare", _days()))
+        .when(change.abs() < cfg.trend_min_change)
+        .then(pl.format("{}, within the {} that counts as a change", moved, pct(pl.lit(cfg.trend_min_change))))
+        .otherwise(
+            pl.format(
+                "{}, but not significant: |z| {} < {} with {} purchases",
+                moved,
+                dec(z.abs(), 1),
+                dec(needed_z, 1),
+                num(pl.col("purchases_window")),
+            )
+        )
+    )
+
+
 def _reasons(cfg: RulesConfig) -> list[pl.Expr]:
     eligible = pl.col("eligible")
     late = pl.lit(str((cfg.decision_window_days + 1) // 2))
     early = pl.lit(str(cfg.decision_window_days // 2))
     trend_text = (
-        pl.when(pl.col("trend_evidence") == "insufficient")
+        pl.when((pl.col("trend_evidence") == "insufficient") & pl.col("roas_change_z").is_null())
+        .then(
+            pl.format(
+                "No trend claimed: the {} days have no spend or revenue in one half to compare the other with",
+                _days(),
+            )
+        )
+        .when(pl.col("trend_evidence") == "insufficient")
         .then(
             pl.format(
                 "No trend claimed: {} purchases over {} days are too few to tell a change from noise (needs {})",
@@ -52,14 +85,26 @@ def _reasons(cfg: RulesConfig) -> list[pl.Expr]:
                 dec(pl.col("dispersion_p"), 3),
             )
         )
+        .when(pl.col("trend") == "STABLE")
+        .then(_no_trend_text(cfg, late, early))
         .otherwise(
             pl.format(
-                "{}: ROAS {} over the last {} days versus the {} before (z={})",
+                "{}: ROAS {} over the last {} days versus the {} before (z {} {} {} with {} purchases{})",
                 pl.col("trend").str.to_titlecase(),
                 pct(pl.col("roas_change"), signed=True),
                 late,
                 early,
                 dec(pl.col("roas_change_z"), 1),
+                pl.when(pl.col("trend") == "IMPROVING").then(pl.lit(">=")).otherwise(pl.lit("<=")),
+                pl.when(pl.col("trend") == "IMPROVING")
+                .then(dec(pl.lit(cfg.trend_z), 1))
+                .when(pl.col("roas_change_z") <= -pl.col("decline_z"))
+                .then(dec(-pl.col("decline_z"), 1))
+                .otherwise(dec(pl.lit(-cfg.soft_decline_z), 1)),
+                num(pl.col("purchases_window")),
+                pl.when((pl.col("trend") == "DECLINING") & (pl.col("roas_change_z") > -pl.col("decline_z")))
+                .then(pl.format(", while daily spend grew {}", pct(pl.col("spend_acceleration"))))
+                .otherwise(pl.lit("")),
             )
         )
     )

@@ -5,6 +5,42 @@ from __future__ import annotations
 import polars as pl
 
 _SYMBOLS = {"INR": "₹", "USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
+# Currencies whose minor unit is the unit itself (Meta's offset 1); every other has cents (100).
+ZERO_DECIMAL = frozenset({"JPY", "KRW", "TWD", "CLP", "COP", "HUF", "IDR", "VND", "ISK", "PYG", "CRC"})
+
+
+def minor_unit_offset(currency: str) -> int:
+    """Minor units per currency unit as Meta counts them: 1 for zero-decimal currencies, else 100."""
+    return 1 if currency.upper() in ZERO_DECIMAL else 100
+
+
+def currency_symbol(code: str | None) -> str:
+    """The sign of a currency (₹), or its code and a space when it has no common sign."""
+    code = (code or "").strip().upper()
+    return _SYMBOLS.get(code, f"{code} " if code else "")
+
+
+def _zero_decimal(currency: pl.Expr | None) -> pl.Expr:
+    cur = pl.col("currency") if currency is None else currency
+    return cur.fill_null("").str.to_uppercase().is_in(list(ZERO_DECIMAL))
+
+
+def round_money(x: pl.Expr, currency: pl.Expr | None = None) -> pl.Expr:
+    """Money rounded to the currency's minor unit (whole units for JPY and the like)."""
+    return pl.when(_zero_decimal(currency)).then(x.round(0)).otherwise(x.round(2))
+
+
+def floor_money(x: pl.Expr, currency: pl.Expr | None = None) -> pl.Expr:
+    """Money rounded down to the minor unit: a budget step never exceeds its percentage.
+
+    A millionth of a minor unit absorbs binary noise (0.29 * 100 is 28.999999999999996)."""
+    cents = (x * 100 + 1e-6).floor() / 100
+    return pl.when(_zero_decimal(currency)).then((x + 1e-6).floor()).otherwise(cents)
+
+
+def minor_unit(currency: pl.Expr | None = None) -> pl.Expr:
+    """The size of one minor unit in currency units: 1 or 0.01."""
+    return pl.when(_zero_decimal(currency)).then(1.0).otherwise(0.01)
 
 
 def _grouped_int(x: pl.Expr) -> pl.Expr:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from audience_assets.engine.config import RulesConfig
+from audience_assets.engine.config import SPEC_COOLDOWN_HOURS, SPEC_SCALE_PCT, RulesConfig
 from audience_assets.engine.decisions import CONFIDENCE_ORDER
-from audience_assets.engine.fmt import money, num, pct
+from audience_assets.engine.fmt import floor_money, minor_unit, money, num, pct
 from audience_assets.engine.prepare import per_type
 
 ACTIONS = ("SCALE", "HOLD", "PAUSE", "RETEST")
@@ -101,8 +101,8 @@ def apply_guardrails(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
         )
         .with_columns(
             pl.when(pl.col("action") == "SCALE")
-            .then((base * (1.0 + pl.col("scale_percentage") / 100.0)).round(2))
-            .otherwise(base.round(2))
+            .then(floor_money(base * (1.0 + pl.col("scale_percentage") / 100.0)))
+            .otherwise(base)
             .alias("new_daily_budget"),
             _guardrail_text(cfg).alias("guardrail_reason"),
             pl.when((pl.col("action") == "SCALE") & (pl.col("scale_percentage") < pl.col("type_scale_pct")))
@@ -221,13 +221,29 @@ def verify_guardrails(decisions: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame
             (action == "SCALE") & ((pct_col < cfg.min_scale_pct) | (pct_col > pl.col("type_scale_pct"))),
             pl.format("scale {}% outside [{}, {}]%", pct_col, pl.lit(cfg.min_scale_pct), pl.col("type_scale_pct")),
         ),
+        # The spec's own band, whatever the configuration says (spec section 10).
+        (
+            "spec_scale_band",
+            (action == "SCALE") & ((pct_col < SPEC_SCALE_PCT[0]) | (pct_col > SPEC_SCALE_PCT[1])),
+            pl.format(
+                "scale {}% outside the spec's {}-{}% band",
+                pct_col,
+                pl.lit(SPEC_SCALE_PCT[0]),
+                pl.lit(SPEC_SCALE_PCT[1]),
+            ),
+        ),
         (
             "cooldown",
-            (action == "SCALE") & (pl.col("hours_since_budget_change") < pl.col("cooldown_hours")),
+            (action == "SCALE")
+            & (
+                pl.col("hours_since_budget_change")
+                < pl.max_horizontal(pl.col("cooldown_hours"), pl.lit(SPEC_COOLDOWN_HOURS[0]))
+            ),
             pl.format(
-                "scaled {} h after a budget change (cooldown {} h)",
+                "scaled {} h after a budget change (cooldown {} h, the spec's minimum {} h)",
                 pl.col("hours_since_budget_change"),
                 pl.col("cooldown_hours"),
+                pl.lit(SPEC_COOLDOWN_HOURS[0]),
             ),
         ),
         (
@@ -235,7 +251,8 @@ def verify_guardrails(decisions: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame
             (action == "SCALE")
             & (
                 base.is_null()
-                | ((pl.col("new_daily_budget") - base * (1 + pct_col / 100.0)).abs() > _EPS)
+                | (pl.col("new_daily_budget") > base * (1 + pct_col / 100.0) + 1e-6)
+                | (pl.col("new_daily_budget") < base * (1 + pct_col / 100.0) - minor_unit() - 1e-6)
                 | (pl.col("new_daily_budget") > pl.col("budget_ceiling") + _EPS).fill_null(False)
             ),
             pl.format(

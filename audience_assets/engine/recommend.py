@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import polars as pl
 
 from audience_assets.engine.analysis import template_analysis
-from audience_assets.engine.schema import AudienceMetrics, Recommendation
+from audience_assets.engine.fmt import round_money
+from audience_assets.engine.schema import AudienceMetrics, Recommendation, RecommendationFile
 
 METRIC_COLUMNS = {
     "window_days": "window_days",
@@ -26,6 +28,21 @@ METRIC_COLUMNS = {
     "p_true_roas_in_bucket": "p_in_bucket",
     "score": "score",
 }
+
+
+# Money is rounded to the currency's minor unit; ratios to what a reader can use.
+MONEY_METRICS = ("spend", "revenue", "cpa", "target_cpa")
+FINE_RATIOS = {"ctr": 6, "cvr": 6}
+RATIO_PLACES = 4
+
+
+def _metric(name: str, src: str) -> pl.Expr:
+    col = pl.col(src)
+    if name in MONEY_METRICS:
+        col = round_money(col)
+    elif name not in ("window_days", "purchases"):
+        col = col.round(FINE_RATIOS.get(name, RATIO_PLACES))
+    return col.alias(f"metric_{name}")
 
 
 ANALYSIS_COLUMNS = ("explanation_source", "assessment", "explanation", "risk_flags", "alternatives", "needs_review")
@@ -66,9 +83,9 @@ def to_recommendations(decisions: pl.DataFrame, analysis: pl.DataFrame | None = 
         pl.when(pl.col("eligible")).then(pl.col("bucket")).alias("bucket"),
         pl.when(pl.col("eligible")).then(pl.col("trend")).alias("trend"),
         "currency",
-        "current_daily_budget",
-        "new_daily_budget",
-        *[pl.col(src).alias(f"metric_{name}") for name, src in METRIC_COLUMNS.items()],
+        round_money(pl.col("current_daily_budget")).alias("current_daily_budget"),
+        round_money(pl.col("new_daily_budget")).alias("new_daily_budget"),
+        *[_metric(name, src) for name, src in METRIC_COLUMNS.items()],
         pl.col("explanation_source").fill_null("template"),
         "assessment",
         "explanation",
@@ -76,6 +93,7 @@ def to_recommendations(decisions: pl.DataFrame, analysis: pl.DataFrame | None = 
         pl.col("alternatives").fill_null([]),
         pl.col("needs_review").fill_null(False),
         "config_hash",
+        pl.col("run_id") if "run_id" in decisions.columns else pl.lit(None, dtype=pl.Utf8).alias("run_id"),
     )
 
 
@@ -88,9 +106,26 @@ def _clean(value: Any) -> Any:
 def to_models(rows: pl.DataFrame) -> list[Recommendation]:
     """Validate recommendation rows into pydantic models (the JSON boundary)."""
     out = []
-    for row in rows.iter_rows(named=True):
+    for row in rows.drop("run_id", strict=False).iter_rows(named=True):
         metrics = {name: _clean(row.pop(f"metric_{name}")) for name in METRIC_COLUMNS}
         row = {k: _clean(v) for k, v in row.items()}
         row["currency"] = row.get("currency") or ""
         out.append(Recommendation(**row, metrics=AudienceMetrics(**metrics)))
     return out
+
+
+def recommendation_document(rows: pl.DataFrame, day: date, generated_at: str) -> RecommendationFile:
+    """The JSON document for one decision date, validated by the pydantic schema."""
+    models = to_models(rows)
+    summary = {a: 0 for a in ("SCALE", "HOLD", "PAUSE", "RETEST")}
+    for m in models:
+        summary[m.action.value] += 1
+    summary["audiences"] = len(models)
+    summary["eligible"] = sum(m.eligible for m in models)
+    return RecommendationFile(
+        decision_date=day,
+        generated_at=generated_at,
+        config_hash=models[0].config_hash if models else "",
+        summary=summary,
+        recommendations=models,
+    )

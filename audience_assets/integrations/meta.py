@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,8 +22,6 @@ from facebook_business.adobjects.adaccount import AdAccount
 from facebook_business.adobjects.adreportrun import AdReportRun
 from facebook_business.api import FacebookAdsApi, FacebookSession
 from facebook_business.exceptions import FacebookBadObjectError, FacebookRequestError
-
-from audience_assets.meta_source import redact
 
 DEFAULT_GRAPH = "https://graph.facebook.com"
 # The SDK parses a non-JSON error body (an HTML 502) into a TypeError: retried like a 5xx.
@@ -68,6 +67,18 @@ ADSET_FIELDS = [
 CAMPAIGN_FIELDS = ["id", "name", "daily_budget", "lifetime_budget", "bid_strategy"]
 TOO_MUCH_DATA = 1487534
 USAGE_HEADERS = ("x-business-use-case-usage", "x-ad-account-usage", "x-app-usage", "x-fb-ads-insights-throttle")
+
+
+_SECRET_PARAMS = re.compile(r"(access_token|appsecret_proof|client_secret)=[^&\s'\"]+")
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """Error text without tokens: requests puts the full URL, query string included, in its messages."""
+    out = _SECRET_PARAMS.sub(r"\1=***", text)
+    for secret in secrets:
+        if secret:
+            out = out.replace(secret, "***")
+    return out
 
 
 class MetaError(RuntimeError):
@@ -155,6 +166,10 @@ class MetaClient:
         # A class attribute in the SDK: set on this session only, so nothing global changes.
         session.GRAPH = (settings.graph_url or DEFAULT_GRAPH).rstrip("/")
         self.api = FacebookAdsApi(session, api_version=settings.api_version)
+
+    def redact(self, text: str) -> str:
+        """Text without this client's token or app secret."""
+        return redact(text, self.settings.access_token, self.settings.app_secret)
 
     # Retries, throttling --------------------------------------------------------------------
     def _wait(self, seconds: float) -> None:

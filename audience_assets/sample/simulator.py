@@ -20,6 +20,7 @@ import polars as pl
 __all__ = [
     "ACCOUNT_MEAN_ROAS",
     "ARCHETYPES",
+    "SAMPLE_DAYS",
     "SAMPLE_END_DATE",
     "SampleAccount",
     "simulate_account",
@@ -27,6 +28,7 @@ __all__ = [
 ]
 
 SAMPLE_END_DATE = date(2026, 11, 25)  # last complete day of the embedded sample
+SAMPLE_DAYS = 75  # days of history in the embedded sample
 ACCOUNT_MEAN_ROAS = 2.5
 CURRENCY = "INR"
 MAX_ADSETS = 1_000_000  # keeps generated ids at 15 digits, so string order == numeric order
@@ -142,7 +144,7 @@ def _null_unless(values: pl.Series, keep: np.ndarray) -> pl.Series:
 def simulate_account(
     seed: int = 7,
     n_adsets: int = 120,
-    days: int = 75,
+    days: int = SAMPLE_DAYS,
     end_date: date = SAMPLE_END_DATE,
     account_id: str = "act_1001",
     n_campaigns: int | None = None,

@@ -21,27 +21,10 @@ from audience_assets.defs.common import (
 from audience_assets.defs.resources import OutputResource, RulesResource
 from audience_assets.defs.rules.assets import GUARDRAIL_CHECK, decisions
 from audience_assets.engine.guardrails import verify_recommendations
-from audience_assets.engine.recommend import to_models, to_recommendations
-from audience_assets.engine.schema import RecommendationFile
+from audience_assets.engine.recommend import recommendation_document, to_recommendations
+from audience_assets.warehouse import write_atomically
 
 GROUP = "delivery"
-
-
-def recommendation_file(rows: pl.DataFrame, day) -> RecommendationFile:
-    """The JSON document for one decision date, validated by the pydantic schema."""
-    models = to_models(rows)
-    summary = {a: 0 for a in ("SCALE", "HOLD", "PAUSE", "RETEST")}
-    for m in models:
-        summary[m.action.value] += 1
-    summary["audiences"] = len(models)
-    summary["eligible"] = sum(m.eligible for m in models)
-    return RecommendationFile(
-        decision_date=day,
-        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        config_hash=models[0].config_hash if models else "",
-        summary=summary,
-        recommendations=models,
-    )
 
 
 @dg.asset(
@@ -59,7 +42,9 @@ def recommendations(
     cfg = rules.load()
     with duckdb.get_connection() as conn:
         decided = load_partition(conn, "decisions", day)
-        rows = to_recommendations(decided, load_partition(conn, "analysis", day))
+        rows = to_recommendations(decided, load_partition(conn, "analysis", day)).with_columns(
+            pl.lit(context.run.run_id).alias("run_id")
+        )
         # Verified before anything is delivered; the blocking check re-verifies the stored table.
         violations = verify_recommendations(rows, decided, cfg)
         if violations.height:
@@ -67,19 +52,19 @@ def recommendations(
                 description=f"{violations.height} guardrail violation(s) in the final recommendations; nothing delivered",
                 metadata={"violations": dg.MetadataValue.md(markdown_preview(violations, rows=20))},
             )
-        doc = recommendation_file(rows, day)
+        doc = recommendation_document(rows, day, datetime.now(UTC).isoformat(timespec="seconds"))
         path = output.path_for(day)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(doc.model_dump_json(indent=2))
-        tmp.replace(path)
+        extra: dict = {}
+        if path is not None:
+            write_atomically(path, doc.model_dump_json(indent=2))
+            extra["json_path"] = dg.MetadataValue.path(str(path))
         return write_partition(
             context,
             conn,
             "recommendations",
             rows,
             extra={
-                "json_path": dg.MetadataValue.path(str(path)),
+                **extra,
                 **{f"summary/{k}": v for k, v in doc.summary.items()},
                 "needs_review": int(rows["needs_review"].sum()),
             },

@@ -19,9 +19,10 @@ from audience_assets.defs.common import (
     write_partition,
 )
 from audience_assets.defs.resources import MetaResource, RulesResource, SourceResource
-from audience_assets.engine.validation import validate_audiences
-from audience_assets.meta_source import AUDIENCE_SCHEMA, apply_overrides, with_meta_columns
-from audience_assets.sources import extract, extract_meta, metadata_snapshot, read_audiences, read_csv_text
+from audience_assets.sources import AUDIENCE_SCHEMA, InputError, metadata_snapshot, with_api_columns
+from audience_assets.sources.files import extract_files, read_audiences_file
+from audience_assets.sources.meta import apply_overrides, extract_meta
+from audience_assets.sources.sample import extract_sample, read_sample
 from audience_assets.warehouse import coverage, create_view, replace_days, table_exists
 
 GROUP = "ingestion"
@@ -80,15 +81,24 @@ def raw_insights(
             "accounts_failed": len(failures),
         }
     else:
-        # Validation happens inside extract: bad input raises before anything is written.
-        ext = extract(spec, day, stored, cfg.lookback_days)
+        # Validation happens inside the extract: bad input raises before anything is written.
+        if spec.kind == "sample":
+            ext = extract_sample(spec, day, stored, cfg.lookback_days)
+        else:
+            ext = extract_files(spec, day)
         insights, days = ext.insights, ext.days
         load = "full history" if ext.full_history else f"lookback {cfg.lookback_days} days"
+        extra["rows_on_or_after_decision_date_ignored"] = ext.ignored_after
+        if ext.ignored_after:
+            context.log.warning(
+                f"{ext.ignored_after} insight rows dated on or after the decision date {day} were ignored: "
+                "a decision uses complete days before its date"
+            )
     with duckdb.get_connection() as conn:
         stats: dict[str, object] = {}
         if insights is not None and days.height:
             load_id = uuid.uuid4().hex[:12]
-            frame = with_meta_columns(insights).with_columns(
+            frame = with_api_columns(insights).with_columns(
                 pl.lit(spec.kind).alias("source"),
                 pl.lit(load_id).alias("load_id"),
                 pl.lit(datetime.now(UTC).replace(tzinfo=None)).cast(pl.Datetime("us")).alias("loaded_at"),
@@ -170,15 +180,20 @@ def audience_metadata(
         mx = extract_meta(meta.client(), meta.account_list(), day, {}, 0, 0, (), with_insights=False)
         overrides = None
         if meta.audience_mapping_path:
-            overrides = validate_audiences(read_csv_text(meta.audience_mapping_path), meta.audience_mapping_path)
+            overrides = read_audiences_file(meta.audience_mapping_path)
         audiences = (
             apply_overrides(mx.audiences.drop("account_id"), overrides)
             if mx.audiences.height
             else pl.DataFrame(schema=AUDIENCE_SCHEMA)
         )
         failures = mx.failures
+    elif spec.kind == "sample":
+        audiences = read_sample(spec)[1]
+        failures = {}
     else:
-        audiences = read_audiences(spec)
+        if not spec.audiences_path:
+            raise InputError("the csv source needs an audiences file")
+        audiences = read_audiences_file(spec.audiences_path, spec.encoding, spec.delimiter)
         failures = {}
     with duckdb.get_connection() as conn:
         names = conn.execute(

@@ -98,13 +98,15 @@ def decisions(
     day = as_of(context)
     with duckdb.get_connection() as conn:
         frame = joined(conn, day, ["audience_scores", "eligibility", "buckets", "trend_states"])
-        out = decide(frame, cfg)
+        out = decide(frame, cfg).with_columns(pl.lit(context.run.run_id).alias("run_id"))
         # New decisions void what was derived from the old ones: a blocked rerun must not leave
         # an earlier run's recommendations standing for this date.
         for table in DERIVED_TABLES:
             if table_exists(conn, table):
                 conn.execute(f'DELETE FROM "{table}" WHERE decision_date = ?', [day])
-        output.path_for(day).unlink(missing_ok=True)
+        path = output.path_for(day)
+        if path is not None:
+            path.unlink(missing_ok=True)
         counts = out.group_by("action").len().sort("action")
         return write_partition(
             context,

@@ -1,4 +1,7 @@
-"""Meta Marketing API rows -> the raw insights and audience shapes (pure polars transforms).
+"""The Meta Marketing API source: which days to pull per account, and the API's rows in the raw shapes.
+
+The SDK adapter (`integrations/meta.py`) makes the requests; this module decides what to ask
+for and turns the answers into the source contract with pure polars transforms.
 
 Purchases come from ONE canonical action type chosen by a configurable priority (never a sum of
 Meta's overlapping purchase types), read from `actions` and `action_values` with the same type;
@@ -8,14 +11,16 @@ the raw arrays are kept as JSON for audit. Budgets arrive in the currency's mino
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
-from audience_assets.sources import RAW_COLUMNS
+from audience_assets.engine.fmt import minor_unit_offset
+from audience_assets.sources import AUDIENCE_SCHEMA, RAW_COLUMNS, RAW_INSIGHTS_API, empty_days
 
 DEFAULT_PURCHASE_PRIORITY = (
     "omni_purchase",
@@ -25,8 +30,6 @@ DEFAULT_PURCHASE_PRIORITY = (
     "onsite_conversion.purchase",
     "app_custom_event.fb_mobile_purchase",
 )
-# Currencies whose minor unit is the unit itself (Meta's offset 1); everything else is 100.
-ZERO_DECIMAL = {"JPY", "KRW", "TWD", "CLP", "COP", "HUF", "IDR", "VND", "ISK", "PYG", "CRC"}
 
 # Per-window keys ride along with "value" when windows are requested; kept in the audit JSON.
 ATTRIBUTION_KEYS = ("1d_click", "7d_click", "28d_click", "1d_view", "1d_ev")
@@ -49,19 +52,6 @@ INSIGHT_SCHEMA = {
     "action_values": _ACTIONS,
     "purchase_roas": _ACTIONS,
 }
-META_EXTRA_COLUMNS = {
-    "inline_link_clicks": pl.Int64,
-    "reach": pl.Int64,
-    "frequency": pl.Float64,
-    "purchase_action_type": pl.Utf8,
-    "actions_json": pl.Utf8,
-    "action_values_json": pl.Utf8,
-    "purchase_roas_json": pl.Utf8,
-}
-
-
-def minor_unit_offset(currency: str) -> int:
-    return 1 if currency.upper() in ZERO_DECIMAL else 100
 
 
 def from_minor(value: Any, currency: str) -> float | None:
@@ -119,10 +109,7 @@ def insights_frame(rows: list[dict[str, Any]], account_id: str, priority: tuple[
         .join(values, left_on=["_row", "purchase_action_type"], right_on=["_row", "action_type"], how="left")
         .with_columns(pl.col("purchase_value").fill_null(0.0))
     )
-    return out.select(
-        *RAW_COLUMNS,
-        *META_EXTRA_COLUMNS,
-    ).sort("adset_id", "date")
+    return out.select(*RAW_COLUMNS, *RAW_INSIGHTS_API).sort("adset_id", "date")
 
 
 def _json(col: str) -> pl.Expr:
@@ -194,22 +181,6 @@ def _zone(name: str | None) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-AUDIENCE_SCHEMA = {
-    "adset_id": pl.Utf8,
-    "audience_type": pl.Utf8,
-    "lookalike_pct": pl.Float64,
-    "source_quality": pl.Utf8,
-    "launched_on": pl.Date,
-    "daily_budget": pl.Float64,
-    "last_budget_change_at": pl.Datetime("us"),
-    "effective_status": pl.Utf8,
-    "bid_strategy": pl.Utf8,
-    "is_cbo": pl.Boolean,
-    "lifetime_budget": pl.Float64,
-    "learning_stage": pl.Utf8,
-}
-
-
 def audiences_frame(
     adsets: list[dict[str, Any]],
     campaigns: list[dict[str, Any]],
@@ -275,19 +246,76 @@ def today_in(zone_name: str | None) -> date:
     return datetime.now(_zone(zone_name)).date()
 
 
-def with_meta_columns(frame: pl.DataFrame) -> pl.DataFrame:
-    """The raw insights shape every source shares: API-only columns are NULL for files."""
-    missing = [pl.lit(None, dtype=t).alias(c) for c, t in META_EXTRA_COLUMNS.items() if c not in frame.columns]
-    return frame.with_columns(missing) if missing else frame
+@dataclass(frozen=True)
+class MetaExtract:
+    """One Meta load: rows and replaced days of the accounts that succeeded, and the failures."""
+
+    insights: pl.DataFrame | None
+    days: pl.DataFrame
+    audiences: pl.DataFrame
+    accounts: dict[str, dict]
+    failures: dict[str, str]
+    full_history: dict[str, bool]
 
 
-_SECRET_PARAMS = re.compile(r"(access_token|appsecret_proof|client_secret)=[^&\s'\"]+")
+def pull_range(
+    as_of: date, today: date, stored: tuple[date, date] | None, lookback_days: int, initial_days: int
+) -> tuple[date, date, bool]:
+    """(since, until, full history) for one account.
+
+    A new account gets `initial_days`; a known one re-pulls the lookback window, reaching back
+    further when runs were missed so no gap is left. A day is pulled only once it is over in the
+    account's timezone.
+    """
+    until = min(as_of, today) - timedelta(days=1)
+    if stored is None:
+        return until - timedelta(days=initial_days - 1), until, True
+    window_start = until - timedelta(days=lookback_days - 1) if lookback_days else until
+    return min(window_start, stored[1] + timedelta(days=1)), until, False
 
 
-def redact(text: str, *secrets: str | None) -> str:
-    """Error text without tokens: requests puts the full URL, query string included, in its messages."""
-    out = _SECRET_PARAMS.sub(r"\1=***", text)
-    for secret in secrets:
-        if secret:
-            out = out.replace(secret, "***")
-    return out
+def extract_meta(
+    client,
+    account_ids: list[str],
+    as_of: date,
+    stored: dict[str, tuple[date, date]],
+    lookback_days: int,
+    initial_days: int,
+    purchase_priority: tuple[str, ...],
+    with_insights: bool = True,
+    with_metadata: bool = True,
+) -> MetaExtract:
+    """Pull each account through `client` (the SDK adapter); one account's failure keeps the others' rows.
+
+    `stored` holds each account's first and last stored day in the warehouse.
+    """
+    frames, day_frames, audience_frames = [], [], []
+    accounts, failures, full = {}, {}, {}
+    for act in account_ids:
+        try:
+            info = client.account(act)
+            accounts[act] = info
+            if with_insights:
+                since, until, full[act] = pull_range(
+                    as_of, today_in(info.get("timezone_name")), stored.get(act), lookback_days, initial_days
+                )
+                if since <= until:
+                    frames.append(insights_frame(client.insights(act, since, until), act, purchase_priority))
+                    day_frames.append(
+                        pl.DataFrame({"account_id": [act]})
+                        .with_columns(pl.date_ranges(pl.lit(since), pl.lit(until)).alias("date"))
+                        .explode("date")
+                    )
+            if with_metadata:
+                changes = client.budget_changes(act, as_of - timedelta(days=30))
+                audience_frames.append(
+                    audiences_frame(client.adsets(act), client.campaigns(act), info, changes).with_columns(
+                        pl.lit(act).alias("account_id")
+                    )
+                )
+        except Exception as err:  # noqa: BLE001 - recorded per account and raised after the others are saved
+            failures[act] = client.redact(f"{type(err).__name__}: {err}")
+    insights = pl.concat(frames, how="vertical_relaxed") if frames else None
+    days = pl.concat(day_frames) if day_frames else empty_days()
+    audiences = pl.concat(audience_frames, how="vertical_relaxed") if audience_frames else pl.DataFrame()
+    return MetaExtract(insights, days, audiences, accounts, failures, full)

@@ -9,36 +9,11 @@ from __future__ import annotations
 import polars as pl
 
 from audience_assets.engine.config import AUDIENCE_TYPES
+from audience_assets.sources import AUDIENCES_OPTIONAL, AUDIENCES_REQUIRED, INSIGHTS_REQUIRED, InputError
 
-INSIGHTS_REQUIRED = (
-    "date_start",
-    "account_id",
-    "campaign_id",
-    "campaign_name",
-    "adset_id",
-    "adset_name",
-    "spend",
-    "impressions",
-    "clicks",
-    "purchases",
-    "purchase_value",
-)
-INSIGHTS_OPTIONAL = ("account_currency",)
-AUDIENCES_REQUIRED = ("adset_id", "audience_type")
-AUDIENCES_OPTIONAL = (
-    "lookalike_pct",
-    "source_quality",
-    "launched_on",
-    "daily_budget",
-    "last_budget_change_at",
-)
 SOURCE_QUALITIES = ("PURCHASERS", "ATC", "VC")
 MAX_MONEY = 1e12  # beyond any real ad account; catches unit mix-ups and overflow
 MAX_REPORTED = 12
-
-
-class InputError(ValueError):
-    """Input that cannot be used; the message names the file, rows and columns."""
 
 
 def _blank(col: str) -> pl.Expr:
@@ -109,18 +84,55 @@ def _as_timestamp(col: str) -> pl.Expr:
     )
 
 
-def _money_checks(p: _Problems, col: str, *, integer: bool = False, optional: bool = False) -> None:
+# Currency signs and codes a spreadsheet may leave in a money cell.
+_CURRENCY_MARK = r"[₹$€£¥]|\b(?:INR|USD|EUR|GBP|JPY|Rs\.?)\b"
+
+
+def _number_checks(p: _Problems, col: str, *, integer: bool = False, optional: bool = False) -> None:
+    """One message per bad cell, naming the first thing wrong with it (never two for one cell)."""
+    text = pl.col(col).str.strip_chars()
     value = _as_float(col)
     present = ~_blank(col)
     kind = "a whole number" if integer else "a number"
+    unparsed = present & value.is_null()
+    finite = present & value.is_finite()
     if not optional:
         p.check(_blank(col), col, f"is missing: expected {kind} >= 0")
-    p.check(present & (value.is_null() | value.is_nan()), col, f"is not {kind}")
+    p.check(
+        unparsed & text.str.contains(_CURRENCY_MARK),
+        col,
+        "has a currency sign: write the amount only, in the account's currency units (e.g. 1234.50)",
+    )
+    p.check(
+        unparsed & ~text.str.contains(_CURRENCY_MARK) & text.str.contains(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$"),
+        col,
+        "has a thousands separator, which is not allowed: write 1234.50",
+    )
+    p.check(
+        unparsed & text.str.contains(r"^-?\d+,\d{1,2}$"),
+        col,
+        "has a decimal comma, which is not allowed: write 1234.50",
+    )
+    p.check(
+        unparsed
+        & ~text.str.contains(_CURRENCY_MARK)
+        & ~text.str.contains(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
+        & ~text.str.contains(r"^-?\d+,\d{1,2}$"),
+        col,
+        f"is not {kind}",
+    )
+    p.check(present & value.is_nan(), col, f"is not {kind} (NaN)")
     p.check(present & value.is_infinite(), col, "is not a finite number")
-    p.check(present & (value < 0), col, "is negative: expected 0 or more")
-    p.check(present & (value > MAX_MONEY), col, f"is implausibly large (over {MAX_MONEY:.0e})")
+    p.check(finite & (value < 0), col, "is negative: expected 0 or more")
+    p.check(finite & (value > MAX_MONEY), col, f"is implausibly large (over {MAX_MONEY:.0e})")
     if integer:
-        p.check(present & value.is_finite() & (value != value.floor()), col, "is not a whole number")
+        p.check(finite & (value >= 0) & (value <= MAX_MONEY) & (value != value.floor()), col, "is not a whole number")
+
+
+def _number(col: str) -> pl.Expr:
+    """A validated number; -0 becomes 0 (a signed zero would print as -0.0 downstream)."""
+    value = _as_float(col)
+    return pl.when(value == 0).then(pl.lit(0.0)).otherwise(value)
 
 
 def validate_insights(raw: pl.DataFrame, name: str = "insights") -> pl.DataFrame:
@@ -134,9 +146,9 @@ def validate_insights(raw: pl.DataFrame, name: str = "insights") -> pl.DataFrame
         ~_blank("date_start") & _as_date("date_start").is_null(), "date_start", "is not a date (expected YYYY-MM-DD)"
     )
     for col in ("spend", "purchases", "purchase_value"):
-        _money_checks(p, col)
+        _number_checks(p, col)
     for col in ("impressions", "clicks"):
-        _money_checks(p, col, integer=True)
+        _number_checks(p, col, integer=True)
     if "account_currency" in raw.columns:
         p.check(
             ~_blank("account_currency") & ~pl.col("account_currency").str.strip_chars().str.contains(r"^[A-Za-z]{3}$"),
@@ -158,11 +170,11 @@ def validate_insights(raw: pl.DataFrame, name: str = "insights") -> pl.DataFrame
         pl.col("adset_id").str.strip_chars(),
         pl.col("adset_name").fill_null(""),
         _as_date("date_start").alias("date"),
-        _as_float("spend").alias("spend"),
-        _as_float("impressions").cast(pl.Int64).alias("impressions"),
-        _as_float("clicks").cast(pl.Int64).alias("clicks"),
-        _as_float("purchases").alias("purchases"),
-        _as_float("purchase_value").alias("purchase_value"),
+        _number("spend").alias("spend"),
+        _number("impressions").cast(pl.Int64).alias("impressions"),
+        _number("clicks").cast(pl.Int64).alias("clicks"),
+        _number("purchases").alias("purchases"),
+        _number("purchase_value").alias("purchase_value"),
         currency.alias("currency"),
     )
     dupes = (
@@ -221,7 +233,7 @@ def validate_audiences(raw: pl.DataFrame, name: str = "audiences") -> pl.DataFra
     p.check(
         ~_blank("launched_on") & _as_date("launched_on").is_null(), "launched_on", "is not a date (expected YYYY-MM-DD)"
     )
-    _money_checks(p, "daily_budget", optional=True)
+    _number_checks(p, "daily_budget", optional=True)
     p.check(
         ~_blank("last_budget_change_at") & _as_timestamp("last_budget_change_at").is_null(),
         "last_budget_change_at",
@@ -232,10 +244,10 @@ def validate_audiences(raw: pl.DataFrame, name: str = "audiences") -> pl.DataFra
         "_row",
         pl.col("adset_id").str.strip_chars(),
         kind.alias("audience_type"),
-        pct.alias("lookalike_pct"),
+        _number("lookalike_pct").alias("lookalike_pct"),
         quality.replace("", None).alias("source_quality"),
         _as_date("launched_on").alias("launched_on"),
-        _as_float("daily_budget").alias("daily_budget"),
+        _number("daily_budget").alias("daily_budget"),
         _as_timestamp("last_budget_change_at").alias("last_budget_change_at"),
     )
     dupes = typed.group_by("adset_id").agg(pl.col("_row").sort().alias("rows")).filter(pl.col("rows").list.len() > 1)
