@@ -14,15 +14,10 @@ import json
 import sys
 import time
 from datetime import date, timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "audience_assets_tests"))
-
-from fakes.graph_server import FakeGraph, build_account  # noqa: E402
-
-from audience_assets.integrations.meta import MetaClient, MetaSettings  # noqa: E402
-from audience_assets.sources.meta import DEFAULT_PURCHASE_PRIORITY, extract_meta  # noqa: E402
+from audience_assets.integrations.meta import MetaClient, MetaSettings
+from audience_assets.sources.meta import DEFAULT_PURCHASE_PRIORITY, extract_meta
+from audience_assets_tests.fakes.graph_server import FakeGraph, build_account
 
 
 def run(adsets: int, days: int, page_size: int, accounts: int) -> dict:
