@@ -259,7 +259,7 @@ def print_table(data: dict[str, Any], top: int, width: int | None = None) -> Non
     if rows:
         say(render_table(rows, columns, width or terminal_width()))
     s = data["summary"]
-    shown = min(top, len(recs))
+    shown = min(top, s["audiences"])
     say(
         f"\nDecision date {data['decision_date']}: {s['audiences']} audiences ({shown} shown, best score first), "
         f"{s['eligible']} with enough data. SCALE {s['SCALE']} | HOLD {s['HOLD']} | PAUSE {s['PAUSE']} | "
@@ -299,19 +299,22 @@ def _check_out(out: Path) -> None:
         raise CliError(f"--out {out}: no permission to write there (checked before running; nothing was written)")
 
 
-def _export(db: str, day: date, run_id: str, out: Path) -> dict[str, Any]:
-    """Write --out from this run's own rows of the recommendations table."""
-    from audience_assets.engine.recommend import recommendation_document
+def _export(db: str, day: date, run_id: str, out: Path, top: int) -> dict[str, Any]:
+    """Write --out from this run's own rows of the recommendations table; what the table prints."""
+    from audience_assets.engine.recommend import json_records, recommendation_json, summary_counts
     from audience_assets.warehouse import connect, write_atomically
 
     with connect(db) as conn:
         rows = conn.execute("SELECT * FROM recommendations WHERE decision_date = ? ORDER BY rank", [day]).pl()
     if rows.height == 0 or set(rows["run_id"].unique()) != {run_id}:
         raise CliError(f"the warehouse {db} does not hold this run's recommendations for {day}", 1)
-    doc = recommendation_document(rows, day, datetime.now(UTC).isoformat(timespec="seconds"))
-    text = doc.model_dump_json(indent=2)
-    write_atomically(out, text)
-    return json.loads(text)
+    write_atomically(out, recommendation_json(rows, day, datetime.now(UTC).isoformat(timespec="seconds")))
+    return {
+        "decision_date": day.isoformat(),
+        "config_hash": rows["config_hash"][0],
+        "summary": summary_counts(rows),
+        "recommendations": json_records(rows.head(top)),
+    }
 
 
 def _notes(result) -> list[str]:
@@ -350,7 +353,7 @@ def _finish(args, as_of: date, source: dict[str, Any]) -> int:
             overrides=_parse_set(args.set or []),
             quiet=args.quiet,
         )
-        data = _export(args.db, as_of, result.run_id, out)
+        data = _export(args.db, as_of, result.run_id, out, args.top)
     for note in _notes(result):
         say(note, err=True)
     if not args.quiet:

@@ -1,30 +1,21 @@
-"""The single entry point: every asset, check, job, schedule, sensor and resource."""
+"""The single entry point: every asset, check, job, schedule and sensor found under defs/, with the resources."""
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
-from audience_assets.defs.analysis import assets as analysis
-from audience_assets.defs.analysis.assets import claude_resource_from_env
-from audience_assets.defs.automation import csv_inbox_sensor, daily_schedule, main_job
-from audience_assets.defs.delivery import assets as delivery
-from audience_assets.defs.ingestion import assets as ingestion
-from audience_assets.defs.metrics import assets as metrics
+import audience_assets.defs as defs_package
 from audience_assets.defs.resources import default_resources
-from audience_assets.defs.rules import assets as rules
-
-LAYERS = (ingestion, metrics, rules, analysis, delivery)
 
 
 def build_definitions() -> dg.Definitions:
-    return dg.Definitions(
-        assets=[a for layer in LAYERS for a in layer.ASSETS],
-        asset_checks=[c for layer in LAYERS for c in layer.CHECKS],
-        jobs=[main_job],
-        schedules=[daily_schedule],
-        sensors=[csv_inbox_sensor],
-        resources={**default_resources(), "claude": claude_resource_from_env()},
-    )
+    """Discover the definitions in every module of audience_assets.defs and bind the resources."""
+    with warnings.catch_warnings():
+        # Module discovery is marked preview in 1.13; it is the documented way to avoid hand-kept lists.
+        warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*load_definitions_from_modules.*")
+        return dg.load_definitions_from_package_module(defs_package, resources=default_resources())
 
 
 defs = build_definitions()

@@ -216,18 +216,14 @@ def create_view(conn: duckdb.DuckDBPyConnection, view: str, model: str) -> None:
     conn.execute(f'CREATE OR REPLACE VIEW "{view}" AS {sql_text(model)}')
 
 
-def _ensure_table(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
-    """Create the table with the frame's column types, or add columns a newer version writes.
+def _ensure_table(conn: duckdb.DuckDBPyConnection, table: str, relation: str) -> None:
+    """Create the table with the relation's column types, or add columns a newer version writes.
 
     Explicit DDL on purpose: DuckDB 1.5 loses sight (in the same connection) of rows inserted in a
     transaction whose table was made by CREATE TABLE AS from a registered frame, once an insert
     passes a row group (~120k rows).
     """
-    conn.register("_frame_schema", frame.head(0))
-    try:
-        described = conn.execute("DESCRIBE SELECT * FROM _frame_schema").fetchall()
-    finally:
-        conn.unregister("_frame_schema")
+    described = conn.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
     columns = ", ".join(f'"{name}" {dtype}' for name, dtype, *_ in described)
     conn.execute(f'CREATE TABLE IF NOT EXISTS "{table}" ({columns})')
     have = {
@@ -246,58 +242,69 @@ def replace_partition(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.Dat
     """Replace the rows of one partition (key = value) with frame, in one transaction."""
     if frame.height and frame[key].n_unique() > 1:
         raise ValueError(f"{table}: frame holds several values of {key}")
+    conn.register("_frame", frame)
     conn.execute("BEGIN TRANSACTION")
     try:
-        _ensure_table(conn, table, frame)
+        _ensure_table(conn, table, "_frame")
         deleted = conn.execute(f'DELETE FROM "{table}" WHERE "{key}" = ?', [value]).fetchone()
-        conn.register("_frame", frame)
         conn.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM _frame')
-        conn.unregister("_frame")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+    finally:
+        conn.unregister("_frame")
     return int(deleted[0]) if deleted else 0
 
 
 def replace_days(
-    conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, days: pl.DataFrame
+    conn: duckdb.DuckDBPyConnection, table: str, rows: pl.DataFrame | str, days: pl.DataFrame
 ) -> dict[str, float]:
-    """Replace every (account_id, date) in `days` with the rows of frame, atomically.
+    """Replace every (account_id, date) in `days` with `rows` (a frame, or a query over the
+    connection's tables), atomically.
 
     Returns what the replacement changed on days already stored (rows and money deltas),
     so restatement is measured rather than silent.
     """
     totals = "count(*), coalesce(sum(spend), 0), coalesce(sum(purchases), 0), coalesce(sum(purchase_value), 0)"
+    if isinstance(rows, pl.DataFrame):
+        conn.register("_frame", rows)
+        query = "SELECT * FROM _frame"
+    else:
+        query = rows
+    conn.register("_days", days.select("account_id", "date").unique())
     conn.execute("BEGIN TRANSACTION")
     try:
-        _ensure_table(conn, table, frame)
-        conn.register("_days", days.select("account_id", "date").unique())
-        conn.register("_frame", frame)
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE _new AS {query}")
+        _ensure_table(conn, table, "_new")
         conn.execute(
             f'CREATE OR REPLACE TEMP TABLE _existing AS SELECT DISTINCT account_id, date FROM "{table}" '
             "SEMI JOIN _days USING (account_id, date)"
         )
         before = conn.execute(f'SELECT {totals} FROM "{table}" SEMI JOIN _existing USING (account_id, date)').fetchone()
-        after = conn.execute(f"SELECT {totals} FROM _frame SEMI JOIN _existing USING (account_id, date)").fetchone()
+        after = conn.execute(f"SELECT {totals} FROM _new SEMI JOIN _existing USING (account_id, date)").fetchone()
         restated_days = conn.execute("SELECT count(*) FROM _existing").fetchone()
+        inserted = conn.execute("SELECT count(*) FROM _new").fetchone()[0]
         conn.execute(
             f'DELETE FROM "{table}" t WHERE EXISTS '
             "(SELECT 1 FROM _days d WHERE d.account_id = t.account_id AND d.date = t.date)"
         )
-        conn.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM _frame')
+        conn.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM _new')
         conn.execute("DROP TABLE _existing")
-        conn.unregister("_days")
-        conn.unregister("_frame")
+        conn.execute("DROP TABLE _new")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+    finally:
+        conn.unregister("_days")
+        if isinstance(rows, pl.DataFrame):
+            conn.unregister("_frame")
     return {
         "days_loaded": days.height,
         "days_restated": int(restated_days[0]),
         "rows_replaced": int(before[0]),
-        "rows_inserted": frame.height,
+        "rows_inserted": int(inserted),
         "restated_spend_delta": round(float(after[1]) - float(before[1]), 2),
         "restated_purchases_delta": round(float(after[2]) - float(before[2]), 2),
         "restated_revenue_delta": round(float(after[3]) - float(before[3]), 2),
@@ -313,3 +320,33 @@ def coverage(conn: duckdb.DuckDBPyConnection, table: str, before: date) -> pl.Da
         "WHERE date < ? GROUP BY account_id",
         [before],
     ).pl()
+
+
+def append_rows(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
+    """Append a frame to a log table (created from the frame's columns when new)."""
+    conn.register("_append", frame)
+    try:
+        _ensure_table(conn, table, "_append")
+        conn.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM _append')
+    finally:
+        conn.unregister("_append")
+    return frame.height
+
+
+LLM_CACHE_DDL = """CREATE TABLE IF NOT EXISTS llm_cache (cache_key VARCHAR PRIMARY KEY, prompt_version VARCHAR,
+    model VARCHAR, response_text VARCHAR, created_at TIMESTAMP)"""
+
+
+def llm_cache_get(conn: duckdb.DuckDBPyConnection, keys: list[str]) -> dict[str, str]:
+    """Cached validated responses by cache key."""
+    conn.execute(LLM_CACHE_DDL)
+    rows = conn.execute("SELECT cache_key, response_text FROM llm_cache WHERE list_contains(?, cache_key)", [keys])
+    return dict(rows.fetchall())
+
+
+def llm_cache_put(conn: duckdb.DuckDBPyConnection, entries: list[tuple[str, str, str, str]]) -> None:
+    """Store (key, prompt version, model, response text) entries, newest wins."""
+    conn.execute(LLM_CACHE_DDL)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    for key, version, model, text in entries:
+        conn.execute("INSERT OR REPLACE INTO llm_cache VALUES (?, ?, ?, ?, ?)", [key, version, model, text, now])

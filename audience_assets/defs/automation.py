@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from audience_assets.sources import InputError, SourceSpec
-from audience_assets.sources.files import read_files
+from audience_assets.sources.files import validate_files
 
 MAIN_JOB = "audience_engine_job"
 INBOX_ENV = "AUDIENCE_ENGINE_INBOX"
@@ -73,8 +73,7 @@ def csv_inbox_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | d
     spec = SourceSpec(kind="csv", insights_path=str(insights.resolve()), audiences_path=str(audiences.resolve()))
     try:
         # Validate the whole pair here: a bad drop is reported once, not as a failed run.
-        insights, _ = read_files(spec)
-        day = insights["date"].max() + timedelta(days=1)
+        day = validate_files(spec) + timedelta(days=1)
     except InputError as err:
         # Bad files are reported once and not retried until they change.
         return dg.SensorResult(skip_reason=dg.SkipReason(f"inbox files rejected: {err}"), cursor=digest)

@@ -7,7 +7,6 @@ from typing import Any
 import dagster as dg
 import duckdb
 import polars as pl
-from dagster_duckdb import DuckDBResource
 
 from audience_assets.defs.docs import column_schema, run_generic_tests, table_doc
 from audience_assets.sources.sample import first_decision_date
@@ -63,6 +62,33 @@ def markdown_preview(frame: pl.DataFrame, rows: int = PREVIEW_ROWS, columns: lis
     return "\n".join([head, sep, *body])
 
 
+DOC_TESTS = "doc_tests"
+
+
+def doc_check_spec(table: str) -> dg.AssetCheckSpec:
+    """The WARN check running a table's generic tests from dbt_style_docs, inside its asset's step."""
+    return dg.AssetCheckSpec(
+        DOC_TESTS, asset=table, description=f"Generic tests declared for {table} in dbt_style_docs"
+    )
+
+
+def doc_check_result(conn: duckdb.DuckDBPyConnection, table: str, day: date | None = None) -> dg.AssetCheckResult:
+    """The table's generic tests (this decision date's rows, or the whole table) as a WARN result."""
+    if day is None:
+        results = run_generic_tests(conn, table)
+    else:
+        results = run_generic_tests(conn, table, "decision_date = ?", [day])
+    failed = {k: v for k, v in results.items() if v}
+    return dg.AssetCheckResult(
+        asset_key=table,
+        check_name=DOC_TESTS,
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"tests_run": len(results), "failing_rows": dg.MetadataValue.json(failed)},
+        description="all passed" if not failed else "failing: " + ", ".join(failed),
+    )
+
+
 def table_metadata(
     conn: duckdb.DuckDBPyConnection, table: str, rows: int, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -74,6 +100,21 @@ def table_metadata(
     }
 
 
+def table_result(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    rows: int,
+    day: date | None,
+    extra: dict[str, Any] | None = None,
+    preview: pl.DataFrame | None = None,
+) -> dg.MaterializeResult:
+    """A table's materialisation: row count, column schema, an optional preview and its doc tests."""
+    meta = table_metadata(conn, table, rows, extra)
+    if preview is not None:
+        meta["preview"] = dg.MetadataValue.md(markdown_preview(preview))
+    return dg.MaterializeResult(asset_key=table, metadata=meta, check_results=[doc_check_result(conn, table, day)])
+
+
 def write_partition(
     context: dg.AssetExecutionContext,
     conn: duckdb.DuckDBPyConnection,
@@ -82,45 +123,15 @@ def write_partition(
     extra: dict[str, Any] | None = None,
     preview_columns: list[str] | None = None,
 ) -> dg.MaterializeResult:
-    """Replace this decision date's rows of a table and report its metadata."""
+    """Replace this decision date's rows of a table and report its metadata and doc tests."""
     day = as_of(context)
     replace_partition(conn, table, frame, "decision_date", day)
-    meta = table_metadata(conn, table, frame.height, extra)
-    if preview_columns is not None:
-        meta["preview"] = dg.MetadataValue.md(markdown_preview(frame, columns=preview_columns))
-    return dg.MaterializeResult(metadata=meta)
+    preview = frame.select(preview_columns) if preview_columns is not None else None
+    return table_result(conn, table, frame.height, day, extra, preview)
 
 
 def load_partition(conn: duckdb.DuckDBPyConnection, table: str, day: date) -> pl.DataFrame:
     return conn.execute(f'SELECT * FROM "{table}" WHERE decision_date = ?', [day]).pl()
-
-
-def doc_tests_check(asset: dg.AssetsDefinition | str, table: str, partitioned: bool = True) -> dg.AssetChecksDefinition:
-    """An asset check running the table's generic tests from dbt_style_docs (WARN on failure)."""
-    key = asset.key if isinstance(asset, dg.AssetsDefinition) else dg.AssetKey(asset)
-
-    @dg.asset_check(
-        asset=key,
-        name="doc_tests",
-        description=f"Generic tests declared for {table} in dbt_style_docs",
-        pool=POOL,
-        partitions_def=PARTITIONS if partitioned else None,
-    )
-    def _check(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
-        with duckdb.get_connection() as conn:
-            if partitioned and context.has_partition_key:
-                results = run_generic_tests(conn, table, "decision_date = ?", [as_of(context)])
-            else:
-                results = run_generic_tests(conn, table)
-        failed = {k: v for k, v in results.items() if v}
-        return dg.AssetCheckResult(
-            passed=not failed,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"tests_run": len(results), "failing_rows": dg.MetadataValue.json(failed)},
-            description="all passed" if not failed else "failing: " + ", ".join(failed),
-        )
-
-    return _check
 
 
 def guardrail_result(violations: pl.DataFrame, checked: int) -> dg.AssetCheckResult:

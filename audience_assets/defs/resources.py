@@ -1,4 +1,8 @@
-"""Dagster resources: the warehouse, the rules and the data source, all configurable per run."""
+"""Dagster resources: the warehouse, the rules, the data sources, Claude and the output folder.
+
+All configurable per run in the launchpad; secrets arrive only through EnvVar. The SDKs are
+imported when a client is first needed, never when the definitions load.
+"""
 
 import json
 import os
@@ -14,7 +18,6 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field, PrivateAttr
 
 from audience_assets.engine.config import ConfigError, RulesConfig, load_config
-from audience_assets.sample.simulator import SAMPLE_END_DATE
 from audience_assets.sources import SourceSpec
 from audience_assets.sources.meta import DEFAULT_PURCHASE_PRIORITY
 from audience_assets.warehouse import database_path, open_database, warehouse_lock
@@ -70,7 +73,7 @@ class RulesResource(dg.ConfigurableResource):
 
 
 class SourceResource(dg.ConfigurableResource):
-    """Where raw insights and audience metadata come from: the embedded sample or CSV files."""
+    """Where raw insights and audience metadata come from: the embedded sample, CSV files or Meta."""
 
     kind: str = Field("sample", description="sample, csv or meta (Definitions default: AUDIENCE_ENGINE_SOURCE)")
     insights_path: str | None = None
@@ -80,7 +83,7 @@ class SourceResource(dg.ConfigurableResource):
     sample_seed: int = 7
     sample_adsets: int = 120
     sample_days: int = 75
-    sample_end_date: str = SAMPLE_END_DATE.isoformat()
+    sample_end_date: str | None = Field(None, description="last day of the sample (default: the embedded sample's)")
 
     def spec(self) -> SourceSpec:
         return SourceSpec(
@@ -92,7 +95,7 @@ class SourceResource(dg.ConfigurableResource):
             sample_seed=self.sample_seed,
             sample_adsets=self.sample_adsets,
             sample_days=self.sample_days,
-            sample_end_date=date.fromisoformat(self.sample_end_date),
+            sample_end_date=date.fromisoformat(self.sample_end_date) if self.sample_end_date else None,
         )
 
 
@@ -108,42 +111,56 @@ class OutputResource(dg.ConfigurableResource):
         return Path(self.directory) / f"recommendations_{day.isoformat()}.json"
 
 
-def default_resources() -> dict[str, object]:
-    return {
-        "duckdb": WarehouseResource(database=database_path()),
-        "rules": RulesResource(),
-        "source": SourceResource(kind=os.environ.get("AUDIENCE_ENGINE_SOURCE") or "sample"),
-        "meta": meta_resource_from_env(),
-        "output": OutputResource(),
-    }
-
-
 class MetaResource(dg.ConfigurableResource):
-    """Live ad accounts through the Marketing API. Secrets come from EnvVar; nothing is written to Meta."""
+    """Live ad accounts through the Marketing API. Secrets come from EnvVar; nothing is written to Meta.
+
+    Client settings left unset take MetaSettings' defaults (integrations/meta.py), defined there once.
+    """
 
     access_token: str | None = Field(None, description="EnvVar META_ACCESS_TOKEN (ads_read)")
     app_secret: str | None = Field(None, description="EnvVar META_APP_SECRET: adds appsecret_proof")
     ad_account_ids: str = Field("", description="comma separated, e.g. act_123,act_456 (META_AD_ACCOUNT_IDS)")
     graph_url: str | None = Field(None, description="META_GRAPH_URL; default Meta's")
-    api_version: str = "v26.0"
-    attribution_windows: list[str] = Field(default_factory=lambda: ["7d_click", "1d_view"])
     purchase_action_priority: list[str] = Field(default_factory=lambda: list(DEFAULT_PURCHASE_PRIORITY))
     lookback_days: int | None = Field(None, ge=0, le=28, description="re-pulled every run; default: rules")
     initial_days: int = Field(35, ge=1, le=400, description="history pulled for an account new to the warehouse")
-    page_size: int = Field(500, ge=1, le=5000)
-    async_after_days: int = Field(8, ge=1, description="longer ranges run as async report runs")
-    max_retries: int = Field(6, ge=0)
-    backoff_seconds: float = 2.0
-    throttle_at_pct: float = Field(75.0, description="pause when a usage header reaches this %")
-    throttle_pause_seconds: float = 60.0
-    async_poll_seconds: float = 2.0
     audience_mapping_path: str | None = Field(None, description="audiences.csv whose fields override derived ones")
+    # Client settings: None = MetaSettings' default.
+    api_version: str | None = Field(None, description="Graph API version (default v26.0)")
+    attribution_windows: list[str] | None = Field(None, description="default 7d_click, 1d_view")
+    page_size: int | None = Field(None, ge=1, le=5000)
+    async_after_days: int | None = Field(None, ge=1, description="longer ranges run as async report runs")
+    max_retries: int | None = Field(None, ge=0)
+    backoff_seconds: float | None = None
+    throttle_at_pct: float | None = Field(None, description="pause when a usage header reaches this %")
+    throttle_pause_seconds: float | None = None
+    async_poll_seconds: float | None = None
 
     _client: Any = PrivateAttr(default=None)
 
     def account_list(self) -> list[str]:
         ids = [a.strip() for a in self.ad_account_ids.split(",") if a.strip()]
         return [a if a.startswith("act_") else f"act_{a}" for a in ids]
+
+    def settings(self) -> Any:
+        from audience_assets.integrations.meta import MetaSettings
+
+        names = (
+            "api_version",
+            "graph_url",
+            "app_secret",
+            "page_size",
+            "async_after_days",
+            "max_retries",
+            "backoff_seconds",
+            "throttle_at_pct",
+            "throttle_pause_seconds",
+            "async_poll_seconds",
+        )
+        given: dict[str, Any] = {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        if self.attribution_windows is not None:
+            given["attribution_windows"] = tuple(self.attribution_windows)
+        return MetaSettings(access_token=self.access_token or "", **given)
 
     def client(self):
         """One SDK session per run (the resource lives for one run)."""
@@ -152,36 +169,81 @@ class MetaResource(dg.ConfigurableResource):
         if not self.account_list():
             raise ConfigError("the meta source needs META_AD_ACCOUNT_IDS, e.g. act_1234567890")
         if self._client is None:
-            from audience_assets.integrations.meta import MetaClient, MetaSettings
+            from audience_assets.integrations.meta import MetaClient
 
-            self._client = MetaClient(
-                MetaSettings(
-                    access_token=self.access_token,
-                    app_secret=self.app_secret,
-                    api_version=self.api_version,
-                    graph_url=self.graph_url,
-                    page_size=self.page_size,
-                    attribution_windows=tuple(self.attribution_windows),
-                    async_after_days=self.async_after_days,
-                    max_retries=self.max_retries,
-                    backoff_seconds=self.backoff_seconds,
-                    throttle_at_pct=self.throttle_at_pct,
-                    throttle_pause_seconds=self.throttle_pause_seconds,
-                    async_poll_seconds=self.async_poll_seconds,
-                )
-            )
+            self._client = MetaClient(self.settings())
         return self._client
 
 
+DEFAULT_MODEL = "claude-haiku-5-5"
+
+
+class ClaudeResource(dg.ConfigurableResource):
+    """The Claude analysis layer's settings. Without an API key the template explainer runs alone."""
+
+    api_key: str | None = Field(None, description="from EnvVar('ANTHROPIC_API_KEY'); never logged or stored")
+    base_url: str | None = Field(None, description="from ANTHROPIC_BASE_URL when set")
+    model: str = DEFAULT_MODEL
+    prompt_version: str = "v1"
+    timeout_seconds: float = 60.0
+    max_retries: int = 3
+    batch_size: int = Field(20, ge=1, le=200, description="audiences per request")
+    max_tokens: int = Field(4096, ge=256, description="output tokens per request")
+    run_token_budget: int = Field(300_000, ge=0, description="input + output tokens per run; then template")
+    scope: str = Field("actionable", description="actionable (SCALE/PAUSE/RETEST, HOLDs near a threshold) or all")
+    mode: str = Field("auto", description="sync, batch, or auto (batch for scheduled runs)")
+    batch_poll_seconds: float = 5.0
+    batch_max_wait_seconds: float = 3600.0
+    history_depth: int = 5
+    min_faithfulness: float = Field(0.9, ge=0, le=1, description="WARN below this share of faithful answers")
+
+    def enabled(self) -> bool:
+        return bool(self.api_key)
+
+    def run_mode(self, scheduled: bool) -> str:
+        """sync or batch for this run: `auto` batches scheduled runs (cheaper), answers others at once."""
+        if self.mode not in ("auto", "sync", "batch"):
+            raise ConfigError(f"claude.mode must be auto, sync or batch, not {self.mode!r}")
+        if self.mode != "auto":
+            return self.mode
+        return "batch" if scheduled else "sync"
+
+    def client(self):
+        from audience_assets.integrations.anthropic_client import ClaudeClient
+
+        return ClaudeClient(
+            api_key=self.api_key or "",
+            model=self.model,
+            base_url=self.base_url,
+            timeout=self.timeout_seconds,
+            max_retries=self.max_retries,
+        )
+
+
+def _env(name: str) -> Any:
+    """EnvVar for a secret that is set, so a machine without it still loads."""
+    return dg.EnvVar(name) if os.environ.get(name) else None
+
+
 def meta_resource_from_env() -> MetaResource:
-    """EnvVar for each secret that is set, so a machine without Meta access still loads."""
-
-    def env(name: str) -> Any:
-        return dg.EnvVar(name) if os.environ.get(name) else None
-
     return MetaResource(
-        access_token=env("META_ACCESS_TOKEN"),
-        app_secret=env("META_APP_SECRET"),
-        ad_account_ids=env("META_AD_ACCOUNT_IDS") or "",
-        graph_url=env("META_GRAPH_URL"),
+        access_token=_env("META_ACCESS_TOKEN"),
+        app_secret=_env("META_APP_SECRET"),
+        ad_account_ids=_env("META_AD_ACCOUNT_IDS") or "",
+        graph_url=_env("META_GRAPH_URL"),
     )
+
+
+def claude_resource_from_env() -> ClaudeResource:
+    return ClaudeResource(api_key=_env("ANTHROPIC_API_KEY"), base_url=_env("ANTHROPIC_BASE_URL"))
+
+
+def default_resources() -> dict[str, object]:
+    return {
+        "duckdb": WarehouseResource(database=database_path()),
+        "rules": RulesResource(),
+        "source": SourceResource(kind=os.environ.get("AUDIENCE_ENGINE_SOURCE") or "sample"),
+        "meta": meta_resource_from_env(),
+        "claude": claude_resource_from_env(),
+        "output": OutputResource(),
+    }

@@ -13,10 +13,13 @@ import hashlib
 import json
 import math
 import re
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from audience_assets.engine.config import RulesConfig
 
 RISK_FLAGS = (
     "fatigue",
@@ -375,4 +378,133 @@ def template_analysis(decisions: pl.DataFrame) -> pl.DataFrame:
         pl.col("reasons").list.join(". ").alias("explanation"),
         flags.alias("risk_flags"),
         suggested.list.set_intersection(allowed).list.unique(maintain_order=True).alias("alternatives"),
+    )
+
+
+# Planning and merging: pure halves of the analysis asset -------------------------------------
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One request's worth of audiences: their records, the data block sent, and its cache key."""
+
+    records: list[dict[str, Any]]
+    payload: str
+    key: str
+
+
+def plan_batches(
+    selected: pl.DataFrame,
+    history: pl.DataFrame,
+    batch_size: int,
+    history_depth: int,
+    prompt_version: str,
+    prompt_sha: str,
+    model: str,
+) -> list[Batch]:
+    """Per account (one currency per request), batches of at most `batch_size` audiences."""
+    batches = []
+    for _account, group in selected.group_by("account_id", maintain_order=True):
+        currency = group["currency"][0] or ""
+        own_history = history.filter(pl.col("adset_id").is_in(group["adset_id"].implode()))
+        records = build_inputs(group, own_history, history_depth)
+        for start in range(0, len(records), batch_size):
+            chunk = records[start : start + batch_size]
+            payload = prompt_payload(chunk, currency)
+            batches.append(Batch(chunk, payload, cache_key(prompt_version, prompt_sha, model, payload)))
+    return batches
+
+
+def extra_figures(cfg: RulesConfig) -> list[float]:
+    """Rule settings Claude may quote besides each audience's metrics."""
+    values = [
+        cfg.min_spend,
+        cfg.min_purchases,
+        cfg.min_age_days,
+        cfg.winner_roas,
+        cfg.loser_roas,
+        cfg.cooldown_hours,
+        cfg.scale_step_pct,
+        cfg.min_scale_pct,
+        cfg.max_scale_pct,
+        cfg.pause_spend_multiple,
+        cfg.trend_min_purchases,
+        cfg.decision_window_days,
+        (cfg.decision_window_days + 1) // 2,
+        cfg.decision_window_days // 2,
+        cfg.long_window_days,
+        cfg.confidence_high,
+        cfg.confidence_medium,
+        cfg.max_account_daily_increase_pct,
+        50.0,  # Meta's learning-phase guideline, named in the prompt's domain
+    ]
+    for key in cfg.modifiers:
+        values += [cfg.resolved(key, n) for n in ("winner_roas", "loser_roas", "cooldown_hours", "scale_step_pct")]
+    return [float(v) for v in values if v is not None]
+
+
+ANSWER_SCHEMA = {
+    "adset_id": pl.Utf8,
+    "ref": pl.Utf8,
+    "accepted": pl.Boolean,
+    "fallback_reason": pl.Utf8,
+    "assessment": pl.Utf8,
+    "explanation": pl.Utf8,
+    "risk_flags": pl.List(pl.Utf8),
+    "alternatives": pl.List(pl.Utf8),
+    "dropped_alternatives": pl.List(pl.Utf8),
+    "cited_metrics": pl.Utf8,
+    "unknown_refs": pl.Utf8,
+    "disagreed": pl.Boolean,
+}
+
+
+def merge_analysis(
+    template: pl.DataFrame,
+    answers: list[dict[str, Any]],
+    enabled: bool,
+    prompt_version: str,
+    prompt_sha: str,
+    model: str | None,
+) -> pl.DataFrame:
+    """The analysis rows: Claude's accepted answer where there is one, the template's otherwise."""
+    answered = pl.DataFrame(answers, schema=ANSWER_SCHEMA)
+    ok = pl.col("_ok")
+
+    def pick(name: str) -> pl.Expr:
+        return pl.when(ok).then(pl.col(f"c_{name}")).otherwise(pl.col(name)).alias(name)
+
+    return (
+        template.join(answered.rename(lambda c: f"c_{c}" if c != "adset_id" else c), on="adset_id", how="left")
+        .with_columns(
+            pl.col("c_ref").is_not_null().alias("analysed"), pl.col("c_accepted").fill_null(False).alias("_ok")
+        )
+        .select(
+            "decision_date",
+            "account_id",
+            "adset_id",
+            pl.col("c_ref").alias("ref"),
+            "analysed",
+            pl.when(ok).then(pl.lit("claude")).otherwise(pl.lit("template")).alias("explanation_source"),
+            *[pick(n) for n in ("assessment", "explanation", "risk_flags", "alternatives")],
+            pl.col("c_dropped_alternatives").fill_null([]).alias("dropped_alternatives"),
+            pl.when(ok).then(pl.col("c_cited_metrics")).alias("cited_metrics"),
+            pl.when(pl.col("analysed") & ok)
+            .then(pl.lit(True))
+            .when(pl.col("analysed"))
+            .then(pl.lit(False))
+            .alias("faithful"),
+            pl.when(~pl.col("analysed") & pl.lit(not enabled))
+            .then(pl.lit("no ANTHROPIC_API_KEY: template explanation"))
+            .when(~pl.col("analysed"))
+            .then(pl.lit("not selected for analysis (scope)"))
+            .otherwise(pl.col("c_fallback_reason"))
+            .alias("fallback_reason"),
+            pl.col("c_disagreed").fill_null(False).alias("needs_review"),
+            pl.col("c_unknown_refs").alias("unknown_refs"),
+            pl.lit(prompt_version).alias("prompt_version"),
+            pl.lit(prompt_sha).alias("prompt_sha256"),
+            pl.lit(model, dtype=pl.Utf8).alias("model"),
+        )
+        .sort("account_id", "adset_id")
     )

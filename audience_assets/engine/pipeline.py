@@ -1,7 +1,14 @@
-"""The whole rule engine in one call, stage by stage (the assets run the same stages)."""
+"""The engine's stages, defined once: the Dagster assets and `run_engine` both run this list.
+
+`prepare` joins window metrics with benchmarks, metadata and history (the `audience_scores`
+table); the rule stages then add their columns in order. Each stage's table stores the keys and
+the columns that stage added, except `decisions`, which keeps the whole trail.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 
 import polars as pl
@@ -33,6 +40,34 @@ def decide(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
     return out.with_columns(pl.lit(cfg.config_hash()).alias("config_hash")).sort(KEYS)
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One rule stage: the table it writes and the pure function that computes it."""
+
+    table: str
+    run: Callable[[pl.DataFrame, RulesConfig], pl.DataFrame]
+    whole_trail: bool = False  # store every column, not only the added ones
+
+
+RULE_STAGES: tuple[Stage, ...] = (
+    Stage("eligibility", assess_eligibility),
+    Stage("buckets", assign_buckets),
+    Stage("trend_states", derive_trends),
+    Stage("decisions", decide, whole_trail=True),
+)
+RULE_TABLES = tuple(s.table for s in RULE_STAGES)
+
+
+def run_rules(frame: pl.DataFrame, cfg: RulesConfig) -> dict[str, pl.DataFrame]:
+    """Every rule stage over prepared rows (window metrics with the audience_scores columns)."""
+    tables: dict[str, pl.DataFrame] = {}
+    for stage in RULE_STAGES:
+        out = stage.run(frame, cfg)
+        tables[stage.table] = out if stage.whole_trail else added_columns(frame, out)
+        frame = out
+    return tables
+
+
 def run_engine(
     window: pl.DataFrame,
     account_bench: pl.DataFrame,
@@ -43,10 +78,7 @@ def run_engine(
     as_of: date,
     decided_at: datetime | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Decision rows and recommendation rows for one decision date."""
+    """Decision rows and recommendation rows for one decision date, through the same stages."""
     frame = prepare(window, account_bench, campaign_bench, metadata, history, cfg, as_of, decided_at)
-    frame = assess_eligibility(frame, cfg)
-    frame = assign_buckets(frame, cfg)
-    frame = derive_trends(frame, cfg)
-    decisions = decide(frame, cfg)
+    decisions = run_rules(frame, cfg)["decisions"]
     return decisions, to_recommendations(decisions)

@@ -9,7 +9,7 @@ import polars as pl
 
 from audience_assets.engine.analysis import template_analysis
 from audience_assets.engine.fmt import round_money
-from audience_assets.engine.schema import AudienceMetrics, Recommendation, RecommendationFile
+from audience_assets.engine.schema import Action, AudienceMetrics, Confidence, Recommendation, RecommendationFile
 
 METRIC_COLUMNS = {
     "window_days": "window_days",
@@ -129,3 +129,66 @@ def recommendation_document(rows: pl.DataFrame, day: date, generated_at: str) ->
         summary=summary,
         recommendations=models,
     )
+
+
+def summary_counts(rows: pl.DataFrame) -> dict[str, int]:
+    """Recommendations per action, the number of audiences and how many had enough data."""
+    counts = dict(rows.group_by("action").len().iter_rows())
+    out = {a.value: int(counts.get(a.value, 0)) for a in Action}
+    out["audiences"] = rows.height
+    out["eligible"] = int(rows["eligible"].sum()) if rows.height else 0
+    return out
+
+
+def _json_frame(rows: pl.DataFrame) -> pl.DataFrame:
+    """Recommendation rows in the JSON's shape: the model's fields in order, metrics as an object,
+    NaN as null (it has no JSON form), currency never null."""
+    floats = [c for c, t in rows.schema.items() if t == pl.Float64]
+    rows = rows.with_columns(pl.col(floats).fill_nan(None), pl.col("currency").fill_null(""))
+    metrics = pl.struct([pl.col(f"metric_{name}").alias(name) for name in METRIC_COLUMNS]).alias("metrics")
+    fields = [name for name in Recommendation.model_fields if name != "metrics"]
+    return rows.select(*fields, metrics).select(list(Recommendation.model_fields))
+
+
+def json_records(rows: pl.DataFrame) -> list[dict[str, Any]]:
+    """Recommendation rows as the JSON file's objects (for a few rows: the terminal table)."""
+    return _json_frame(rows).to_dicts()
+
+
+def check_rows(frame: pl.DataFrame) -> None:
+    """The schema's rules over whole columns (the pydantic model checks them once, not per row)."""
+    if frame.height:
+        Recommendation.model_validate(frame.row(0, named=True))
+    action, pct = pl.col("action"), pl.col("scale_percentage")
+    bad = frame.filter(
+        ~action.is_in([a.value for a in Action])
+        | ~pl.col("confidence").is_in([c.value for c in Confidence])
+        | (pct < 0)
+        | (pct > 100)
+        | ((action == "SCALE") & (pct <= 0))
+        | ((action != "SCALE") & (pct != 0))
+        | (pl.col("rank") < 1)
+        | pl.col("audience_id").is_null()
+        | pl.col("audience_name").is_null()
+    )
+    if bad.height:
+        first = bad.row(0, named=True)
+        raise ValueError(
+            f"{bad.height} recommendation row(s) break the schema, e.g. audience {first['audience_id']}: "
+            f"{first['action']} {first['scale_percentage']}% confidence {first['confidence']}"
+        )
+
+
+def recommendation_json(rows: pl.DataFrame, day: date, generated_at: str) -> str:
+    """The recommendations file for one decision date, written column-wise (one object per line)."""
+    frame = _json_frame(rows)
+    check_rows(frame)
+    header = RecommendationFile(
+        decision_date=day,
+        generated_at=generated_at,
+        config_hash=rows["config_hash"][0] if rows.height else "",
+        summary=summary_counts(rows),
+        recommendations=[],
+    ).model_dump_json()
+    body = ",\n".join(frame.write_ndjson().splitlines()) if frame.height else ""
+    return header[: -len("[]}")] + "[\n" + body + "\n]}\n"

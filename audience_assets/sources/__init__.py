@@ -10,7 +10,7 @@ checked against these mappings.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Literal
 
 import polars as pl
@@ -133,6 +133,49 @@ def day_grid(frame: pl.DataFrame, start: pl.Expr, end: pl.Expr) -> pl.DataFrame:
         .explode("date")
         .select("account_id", "date")
         .drop_nulls()
+    )
+
+
+_SQL_TYPES = {"String": "VARCHAR", "Date": "DATE", "Float64": "DOUBLE", "Int64": "BIGINT", "Boolean": "BOOLEAN"}
+
+
+def sql_type(dtype: pl.DataType) -> str:
+    """The DuckDB type of a contract column."""
+    if isinstance(dtype, pl.Datetime):
+        return "TIMESTAMP"
+    return _SQL_TYPES[dtype.base_type().__name__]
+
+
+def _ident(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
+
+
+def _text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def raw_load_sql(relation: str, present: set[str], kind: str, load_id: str, loaded_at: datetime) -> str:
+    """The SELECT turning a source's rows (in `relation`) into raw_insights rows: the contract's
+    columns and types, API-only columns NULL where the source has none, and the load's stamps."""
+    cols = [f'CAST("{c}" AS {sql_type(t)}) AS "{c}"' for c, t in RAW_INSIGHTS.items()]
+    cols += [
+        f'CAST({_ident(c) if c in present else "NULL"} AS {sql_type(t)}) AS "{c}"' for c, t in RAW_INSIGHTS_API.items()
+    ]
+    cols += [
+        f"{_text(kind)} AS source",
+        f"{_text(load_id)} AS load_id",
+        f"TIMESTAMP {_text(loaded_at.strftime('%Y-%m-%d %H:%M:%S.%f'))} AS loaded_at",
+    ]
+    return f"SELECT {', '.join(cols)} FROM {relation}"
+
+
+def raw_table_ddl(table: str) -> str:
+    """CREATE TABLE IF NOT EXISTS for raw insights, from the contract."""
+    schema = {**RAW_INSIGHTS, **RAW_INSIGHTS_API, **RAW_INSIGHTS_LOAD}
+    return (
+        f"CREATE TABLE IF NOT EXISTS {_ident(table)} ("
+        + ", ".join(f"{_ident(c)} {sql_type(t)}" for c, t in schema.items())
+        + ")"
     )
 
 

@@ -16,6 +16,7 @@ import io
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -33,7 +34,22 @@ from audience_assets.sources import (
     SourceSpec,
     day_grid,
 )
-from audience_assets.sources.validation import MAX_REPORTED, check_coverage, validate_audiences, validate_insights
+from audience_assets.sources.validation import (
+    AUDIENCE_NUMBERS,
+    INSIGHT_NUMBERS,
+    MAX_REPORTED,
+    Problems,
+    audience_checks,
+    audience_duplicates,
+    check_coverage,
+    insight_checks,
+    insight_consistency,
+    q,
+    require_columns,
+    run_checks,
+    typed_audiences_sql,
+    typed_insights_sql,
+)
 
 CHUNK = 1 << 23  # 8 MiB of input at a time: memory does not grow with the file
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
@@ -193,10 +209,64 @@ def _normalised(names: list[str]) -> list[str]:
     return [n.strip().lstrip("\ufeff").strip().lower() for n in names]
 
 
-def _rejects(conn: duckdb.DuckDBPyConnection, name: str) -> None:
+def new_connection() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for checking files without a warehouse (sensor, CLI)."""
+    conn = duckdb.connect()
+    conn.execute("SET TimeZone = 'UTC'")
+    conn.execute("SET enable_progress_bar = false")
+    return conn
+
+
+def load_text(
+    conn: duckdb.DuckDBPyConnection,
+    path: str | Path,
+    table: str,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    expected: tuple[str, ...] = (),
+) -> tuple[list[str], int]:
+    """Load a CSV into a temporary table of text columns plus `_row`; (its columns, its rows).
+
+    An empty file gives no columns. The header's names are trimmed and lower-cased."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: file not found" if not p.exists() else f"{p}: not a file")
+    with p.open("rb") as fh:
+        head = fh.read(4096)
+    if not head.strip(b"\x00\xff\xfe\xef\xbb\xbf \r\n\t"):
+        return [], 0
+    with utf8_copy(p, encoding) as text_path:
+        header = _header(text_path)
+        delim = detect_delimiter(header, expected, delimiter, str(p))
+        names = _normalised(_split(header, delim))
+        twice = sorted({n for i, n in enumerate(names) if n in names[:i]})
+        if twice:
+            raise InputError(f"{p}: column(s) {', '.join(twice)} appear more than once in the header")
+        if not names or names == [""]:
+            return [], 0
+        columns = {f"c{i}": "VARCHAR" for i in range(len(names))}
+        renamed = ", ".join(f"c{i} AS {q(n)}" for i, n in enumerate(names))
+        try:
+            conn.execute(
+                f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT row_number() OVER () AS _row, {renamed} "
+                "FROM read_csv(?, header = true, auto_detect = false, columns = ?, delim = ?, quote = '\"', "
+                f"escape = '\"', strict_mode = true, store_rejects = true, rejects_table = '_rejects_{table}', "
+                f"rejects_scan = '_rejects_scan_{table}', max_line_size = 1048576)",
+                [str(text_path), columns, delim],
+            )
+            _rejects_in(conn, table, str(p))
+        except duckdb.Error as err:
+            raise InputError(f"{p}: not a readable CSV file ({str(err).splitlines()[0]})") from None
+    rows = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return names, int(rows)
+
+
+def _rejects_in(conn: duckdb.DuckDBPyConnection, table: str, name: str) -> None:
     rows = conn.execute(
-        "SELECT line, error_type, column_name, error_message, csv_line FROM reject_errors ORDER BY line"
+        f"SELECT line, error_type, column_name, error_message, csv_line FROM _rejects_{table} ORDER BY line"
     ).fetchall()
+    conn.execute(f"DROP TABLE IF EXISTS _rejects_{table}")
+    conn.execute(f"DROP TABLE IF EXISTS _rejects_scan_{table}")
     if not rows:
         return
     shown = []
@@ -219,73 +289,141 @@ def read_csv_text(
     delimiter: str | None = None,
     expected: tuple[str, ...] = (),
 ) -> pl.DataFrame:
-    """Read a CSV with every column as text (types are checked by the validators)."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: file not found" if not p.exists() else f"{p}: not a file")
-    with p.open("rb") as fh:
-        head = fh.read(4096)
-    if not head.strip() or not head.strip(b"\x00\xff\xfe\xef\xbb\xbf \r\n\t"):
-        return pl.DataFrame()
-    with utf8_copy(p, encoding) as text_path:
-        header = _header(text_path)
-        delim = detect_delimiter(header, expected, delimiter, str(p))
-        names = _normalised(_split(header, delim))
-        twice = sorted({n for i, n in enumerate(names) if n in names[:i]})
-        if twice:
-            raise InputError(f"{p}: column(s) {', '.join(twice)} appear more than once in the header")
-        if not names or names == [""]:
+    """A CSV with every column as text (for callers that want a frame; the loads stay in DuckDB)."""
+    conn = new_connection()
+    try:
+        columns, _rows = load_text(conn, path, "_text", encoding, delimiter, expected)
+        if not columns:
             return pl.DataFrame()
-        columns = {f"c{i}": "VARCHAR" for i in range(len(names))}
-        conn = duckdb.connect()
-        try:
-            frame = conn.execute(
-                "SELECT * FROM read_csv(?, header = true, auto_detect = false, columns = ?, delim = ?, "
-                "quote = '\"', escape = '\"', strict_mode = true, store_rejects = true, "
-                "max_line_size = 1048576)",
-                [str(text_path), columns, delim],
-            ).pl()
-            _rejects(conn, str(p))
-        except duckdb.Error as err:
-            raise InputError(f"{p}: not a readable CSV file ({str(err).splitlines()[0]})") from None
-        finally:
-            conn.close()
-    return frame.rename(dict(zip(frame.columns, names, strict=True)))
+        return conn.execute("SELECT * EXCLUDE (_row) FROM _text ORDER BY _row").pl()
+    finally:
+        conn.close()
 
 
-def read_files(spec: SourceSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """All insight rows and audience rows of a pair of CSV files, validated and typed."""
-    if not spec.insights_path or not spec.audiences_path:
-        raise InputError("the csv source needs both an insights file and an audiences file")
-    ins_name, aud_name = str(spec.insights_path), str(spec.audiences_path)
-    raw = read_csv_text(spec.insights_path, spec.encoding, spec.delimiter, INSIGHTS_REQUIRED + INSIGHTS_OPTIONAL)
-    insights = validate_insights(raw, ins_name)
-    audiences = read_audiences_file(spec.audiences_path, spec.encoding, spec.delimiter)
-    check_coverage(insights, audiences, ins_name, aud_name)
-    return insights.select(RAW_COLUMNS), audiences
+INSIGHTS_TEXT, INSIGHTS_TYPED = "_insights_text", "_insights_typed"
+AUDIENCES_TEXT, AUDIENCES_TYPED = "_audiences_text", "_audiences_typed"
+
+
+def stage_insights(conn: duckdb.DuckDBPyConnection, path: str, encoding: str | None, delimiter: str | None) -> None:
+    """Load, check and type an insights file into the temporary table _insights_typed."""
+    columns, rows = load_text(conn, path, INSIGHTS_TEXT, encoding, delimiter, INSIGHTS_REQUIRED + INSIGHTS_OPTIONAL)
+    require_columns(columns, rows, path, INSIGHTS_REQUIRED)
+    has_currency = "account_currency" in columns
+    problems = Problems(path)
+    run_checks(conn, INSIGHTS_TEXT, insight_checks(has_currency), problems, INSIGHT_NUMBERS)
+    problems.raise_if_any()
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE {INSIGHTS_TYPED} AS {typed_insights_sql(INSIGHTS_TEXT, has_currency)}")
+    conn.execute(f"DROP TABLE {INSIGHTS_TEXT}")
+    insight_consistency(conn, INSIGHTS_TYPED, problems)
+    problems.raise_if_any()
+
+
+def stage_audiences(
+    conn: duckdb.DuckDBPyConnection, path: str, encoding: str | None = None, delimiter: str | None = None
+) -> pl.DataFrame:
+    """Load, check and type an audiences file into _audiences_typed; also returned as a frame."""
+    columns, rows = load_text(conn, path, AUDIENCES_TEXT, encoding, delimiter, AUDIENCES_REQUIRED + AUDIENCES_OPTIONAL)
+    require_columns(columns, rows, path, AUDIENCES_REQUIRED)
+    for col in AUDIENCES_OPTIONAL:
+        if col not in columns:
+            conn.execute(f"ALTER TABLE {AUDIENCES_TEXT} ADD COLUMN {q(col)} VARCHAR")
+    problems = Problems(path)
+    run_checks(conn, AUDIENCES_TEXT, audience_checks(), problems, AUDIENCE_NUMBERS)
+    problems.raise_if_any()
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE {AUDIENCES_TYPED} AS {typed_audiences_sql(AUDIENCES_TEXT)}")
+    conn.execute(f"DROP TABLE {AUDIENCES_TEXT}")
+    audience_duplicates(conn, AUDIENCES_TYPED, problems)
+    problems.raise_if_any()
+    return conn.execute(f"SELECT * EXCLUDE (_row) FROM {AUDIENCES_TYPED} ORDER BY _row").pl()
 
 
 def read_audiences_file(path: str, encoding: str | None = None, delimiter: str | None = None) -> pl.DataFrame:
     """An audiences CSV (also the Meta source's override mapping), validated and typed."""
-    raw = read_csv_text(path, encoding, delimiter, AUDIENCES_REQUIRED + AUDIENCES_OPTIONAL)
-    return validate_audiences(raw, str(path))
+    conn = new_connection()
+    try:
+        return stage_audiences(conn, str(path), encoding, delimiter)
+    finally:
+        conn.close()
 
 
-def extract_files(spec: SourceSpec, as_of: date) -> Extract:
+def stage_files(conn: duckdb.DuckDBPyConnection, spec: SourceSpec) -> pl.DataFrame:
+    """Both files of a CSV source checked into temporary tables; the audiences as a frame."""
+    if not spec.insights_path or not spec.audiences_path:
+        raise InputError("the csv source needs both an insights file and an audiences file")
+    ins_name, aud_name = str(spec.insights_path), str(spec.audiences_path)
+    stage_insights(conn, ins_name, spec.encoding, spec.delimiter)
+    audiences = stage_audiences(conn, aud_name, spec.encoding, spec.delimiter)
+    check_coverage(conn, INSIGHTS_TYPED, AUDIENCES_TYPED, ins_name, aud_name)
+    return audiences
+
+
+def read_files(spec: SourceSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """All insight rows and audience rows of a pair of CSV files, validated and typed, as frames."""
+    conn = new_connection()
+    try:
+        audiences = stage_files(conn, spec)
+        insights = conn.execute(f"SELECT {', '.join(RAW_COLUMNS)} FROM {INSIGHTS_TYPED} ORDER BY _row").pl()
+    finally:
+        conn.close()
+    return insights, audiences
+
+
+def validate_files(spec: SourceSpec) -> date:
+    """Check a pair of CSV files whole (as a load would) without a warehouse; their newest day."""
+    conn = new_connection()
+    try:
+        stage_files(conn, spec)
+        return conn.execute(f"SELECT max(date) FROM {INSIGHTS_TYPED}").fetchone()[0]
+    finally:
+        conn.close()
+
+
+@dataclass(frozen=True)
+class FileLoad:
+    """A checked CSV load waiting in the connection's temporary table `relation`."""
+
+    relation: str
+    days: pl.DataFrame
+    audiences: pl.DataFrame
+    rows: int
+    ignored_after: int
+
+
+LOAD_RELATION = "_insights_load"
+
+
+def extract_files(conn: duckdb.DuckDBPyConnection, spec: SourceSpec, as_of: date) -> FileLoad:
     """A file load replaces every day the file covers, up to the day before the decision date."""
-    insights, audiences = read_files(spec)
-    return decision_rows(insights, audiences, as_of, full_history=True)
+    audiences = stage_files(conn, spec)
+    total, kept, first, last = conn.execute(
+        f"SELECT count(*), count_if(date < ?), min(date), max(date) FROM {INSIGHTS_TYPED}", [as_of]
+    ).fetchone()
+    if not kept:
+        raise InputError(
+            f"no insight rows before the decision date {as_of}: nothing to decide on "
+            f"(the insights run from {first} to {last})"
+        )
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE {LOAD_RELATION} AS "
+        f"SELECT {', '.join(RAW_COLUMNS)} FROM {INSIGHTS_TYPED} WHERE date < ?",
+        [as_of],
+    )
+    conn.execute(f"DROP TABLE {INSIGHTS_TYPED}")
+    days = conn.execute(
+        f"""SELECT account_id, unnest(generate_series(min(date), max(date), INTERVAL 1 DAY))::DATE AS date
+            FROM {LOAD_RELATION} GROUP BY account_id ORDER BY account_id, date"""
+    ).pl()
+    return FileLoad(LOAD_RELATION, days, audiences, int(kept), int(total - kept))
 
 
 def decision_rows(insights: pl.DataFrame, audiences: pl.DataFrame, as_of: date, full_history: bool) -> Extract:
-    """Complete days before the decision date, and a count of the rows left out."""
+    """Complete days before the decision date (for sources that arrive as frames), and a count of the rest."""
     kept = insights.filter(pl.col("date") < as_of)
     ignored = insights.height - kept.height
     if kept.height == 0:
-        first = insights["date"].min()
         raise InputError(
             f"no insight rows before the decision date {as_of}: nothing to decide on "
-            f"(the insights run from {first} to {insights['date'].max()})"
+            f"(the insights run from {insights['date'].min()} to {insights['date'].max()})"
         )
     days = day_grid(kept, pl.col("date").min(), pl.col("date").max())
     return Extract(kept, days, audiences, full_history, ignored)
@@ -295,7 +433,7 @@ def _newest_date_column(path: Path, spec: SourceSpec) -> date | None:
     """The newest date_start, read from that one column; None when the column needs the full checks."""
     with utf8_copy(path, spec.encoding) as text_path:
         delim = detect_delimiter(_header(text_path), INSIGHTS_REQUIRED, spec.delimiter, str(path))
-        conn = duckdb.connect()
+        conn = new_connection()
         try:
             newest, unparsed = conn.execute(
                 "SELECT max(d), count(*) FILTER (WHERE d IS NULL) FROM (SELECT "

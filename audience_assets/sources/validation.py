@@ -1,42 +1,83 @@
-"""Input contracts for insights and audiences, checked over whole frames.
+"""Input contracts for insights and audiences files, checked in DuckDB over whole columns.
 
-Every problem is reported with the file, the data row (1 = first row after the header),
-the column and what was expected; nothing is written until a whole input passes.
+A file is first loaded as text (every column VARCHAR, plus `_row`: 1 = the first row after the
+header). Every check is a SQL condition; one scan counts them all, and only the checks that fail
+are asked for their first rows. Every problem is reported with the file, the data row, the column
+and what was expected; nothing is written until a whole input passes.
 """
 
 from __future__ import annotations
 
-import polars as pl
+from dataclasses import dataclass
+
+import duckdb
 
 from audience_assets.engine.config import AUDIENCE_TYPES
-from audience_assets.sources import AUDIENCES_OPTIONAL, AUDIENCES_REQUIRED, INSIGHTS_REQUIRED, InputError
+from audience_assets.sources import InputError
 
 SOURCE_QUALITIES = ("PURCHASERS", "ATC", "VC")
 MAX_MONEY = 1e12  # beyond any real ad account; catches unit mix-ups and overflow
 MAX_REPORTED = 12
+DEFAULT_CURRENCY = "INR"
+# Currency signs and codes a spreadsheet may leave in a money cell (RE2 syntax).
+CURRENCY_MARK = r"[₹$€£¥]|\b(INR|USD|EUR|GBP|JPY|Rs\.?)\b"
+THOUSANDS = r"^-?\d{1,3}(,\d{3})+(\.\d+)?$"
+DECIMAL_COMMA = r"^-?\d+,\d{1,2}$"
 
 
-def _blank(col: str) -> pl.Expr:
-    return pl.col(col).is_null() | (pl.col(col).str.strip_chars() == "")
+def q(column: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + column.replace('"', '""') + '"'
 
 
-class _Problems:
-    def __init__(self, name: str, frame: pl.DataFrame) -> None:
+def lit(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def blank(col: str) -> str:
+    return f"({q(col)} IS NULL OR trim({q(col)}) = '')"
+
+
+def number(col: str) -> str:
+    """The cell as a DOUBLE, NULL when it is not a plain number (DuckDB alone would accept 1_000)."""
+    return f"(CASE WHEN contains({q(col)}, '_') THEN NULL ELSE TRY_CAST(trim({q(col)}) AS DOUBLE) END)"
+
+
+def clean_number(col: str) -> str:
+    """A validated number; -0 becomes 0 (a signed zero would print as -0.0 downstream)."""
+    value = number(col)
+    return f"(CASE WHEN {value} = 0 THEN 0.0 ELSE {value} END)"
+
+
+def as_date(col: str) -> str:
+    return f"TRY_STRPTIME(trim({q(col)}), '%Y-%m-%d')::DATE"
+
+
+def as_timestamp(col: str) -> str:
+    """ISO 8601 with or without an offset (naive = UTC), as naive UTC. The session time zone is UTC."""
+    return f"(TRY_CAST(trim({q(col)}) AS TIMESTAMPTZ) AT TIME ZONE 'UTC')::TIMESTAMP"
+
+
+@dataclass(frozen=True)
+class Check:
+    """Rows where `bad` holds are a problem in `column`, described by `expected`."""
+
+    column: str
+    bad: str
+    expected: str
+
+
+class Problems:
+    """Every problem of one file, the first MAX_REPORTED shown."""
+
+    def __init__(self, name: str) -> None:
         self.name = name
-        self.frame = frame.with_row_index("_row", offset=1)
         self.lines: list[str] = []
         self.count = 0
 
-    def check(self, bad: pl.Expr, column: str, expected: str) -> None:
-        """Record every row where `bad` holds, showing the offending value."""
-        hits = self.frame.filter(bad.fill_null(False)).select("_row", pl.col(column).cast(pl.Utf8))
-        self.count += hits.height
-        for row, value in hits.head(MAX_REPORTED).iter_rows():
-            shown = "(empty)" if value is None or not str(value).strip() else repr(str(value)[:60])
-            self.lines.append(f"{self.name} row {row}, column {column}: {shown} {expected}")
-
-    def add(self, line: str) -> None:
-        self.count += 1
+    def add(self, line: str, count: int = 1) -> None:
+        self.count += count
         self.lines.append(line)
 
     def raise_if_any(self) -> None:
@@ -48,227 +89,239 @@ class _Problems:
         raise InputError(f"{self.name}: {self.count} problem(s), nothing was loaded:\n  " + "\n  ".join(shown) + tail)
 
 
-def _require_columns(frame: pl.DataFrame, name: str, required: tuple[str, ...]) -> None:
-    if frame.width == 0:
+def parsed(columns: list[str]) -> str:
+    """Each number column parsed once (`_n_<col>`), so the checks do not parse it again and again."""
+    return ", ".join(f"{number(c)} AS {q('_n_' + c)}" for c in columns)
+
+
+def run_checks(
+    conn: duckdb.DuckDBPyConnection, table: str, checks: list[Check], problems: Problems, numbers: list[str]
+) -> None:
+    """Count every check in one scan; list the first rows of those that fail."""
+    if not checks:
+        return
+    source = f"(SELECT *, {parsed(numbers)} FROM {table})" if numbers else table
+    counts = conn.execute(
+        "SELECT " + ", ".join(f"count_if(coalesce({c.bad}, false))" for c in checks) + f" FROM {source}"
+    ).fetchone()
+    for check, n in zip(checks, counts, strict=True):
+        if not n:
+            continue
+        problems.count += n
+        hits = conn.execute(
+            f"SELECT _row, CAST({q(check.column)} AS VARCHAR) FROM {source} "
+            f"WHERE coalesce({check.bad}, false) ORDER BY _row LIMIT {MAX_REPORTED}"
+        ).fetchall()
+        for row, value in hits:
+            shown = "(empty)" if value is None or not str(value).strip() else repr(str(value)[:60])
+            problems.lines.append(f"{problems.name} row {row}, column {check.column}: {shown} {check.expected}")
+
+
+def number_checks(col: str, *, integer: bool = False, optional: bool = False) -> list[Check]:
+    """One message per bad cell, naming the first thing wrong with it (never two for one cell).
+
+    The conditions read `_n_<col>` (see `parsed`); the patterns only run on cells that did not parse."""
+    text = f"trim({q(col)})"
+    value = q("_n_" + col)
+    present = f"NOT {blank(col)}"
+    unparsed = f"({present} AND {value} IS NULL)"
+    finite = f"({present} AND isfinite({value}))"
+
+    def matches(pattern: str) -> str:
+        return f"(CASE WHEN {unparsed} THEN regexp_matches({text}, {lit(pattern)}) ELSE false END)"
+
+    currency, thousands, decimal_comma = matches(CURRENCY_MARK), matches(THOUSANDS), matches(DECIMAL_COMMA)
+    kind = "a whole number" if integer else "a number"
+    checks = [] if optional else [Check(col, blank(col), f"is missing: expected {kind} >= 0")]
+    checks += [
+        Check(
+            col,
+            f"{unparsed} AND {currency}",
+            "has a currency sign: write the amount only, in the account's currency units (e.g. 1234.50)",
+        ),
+        Check(
+            col,
+            f"{unparsed} AND NOT {currency} AND {thousands}",
+            "has a thousands separator, which is not allowed: write 1234.50",
+        ),
+        Check(col, f"{unparsed} AND {decimal_comma}", "has a decimal comma, which is not allowed: write 1234.50"),
+        Check(col, f"{unparsed} AND NOT {currency} AND NOT {thousands} AND NOT {decimal_comma}", f"is not {kind}"),
+        Check(col, f"{present} AND isnan({value})", f"is not {kind} (NaN)"),
+        Check(col, f"{present} AND isinf({value})", "is not a finite number"),
+        Check(col, f"{finite} AND {value} < 0", "is negative: expected 0 or more"),
+        Check(col, f"{finite} AND {value} > {MAX_MONEY}", f"is implausibly large (over {MAX_MONEY:.0e})"),
+    ]
+    if integer:
+        checks.append(
+            Check(
+                col,
+                f"{finite} AND {value} >= 0 AND {value} <= {MAX_MONEY} AND {value} <> floor({value})",
+                "is not a whole number",
+            )
+        )
+    return checks
+
+
+def require_columns(columns: list[str], rows: int, name: str, required: tuple[str, ...]) -> None:
+    if not columns:
         raise InputError(f"{name} is empty: expected a header row with columns {', '.join(required)}")
-    missing = [c for c in required if c not in frame.columns]
+    missing = [c for c in required if c not in columns]
     if missing:
         raise InputError(
             f"{name} is missing column(s) {', '.join(missing)}; "
-            f"expected {', '.join(required)} (found {', '.join(frame.columns)})"
+            f"expected {', '.join(required)} (found {', '.join(columns)})"
         )
-    if frame.height == 0:
+    if rows == 0:
         raise InputError(f"{name} has a header but no data rows")
 
 
-def _as_float(col: str) -> pl.Expr:
-    return pl.col(col).str.strip_chars().cast(pl.Float64, strict=False)
-
-
-def _as_date(col: str) -> pl.Expr:
-    return pl.col(col).str.strip_chars().str.to_date("%Y-%m-%d", strict=False)
-
-
-def _as_timestamp(col: str) -> pl.Expr:
-    """ISO 8601 with or without an offset; naive values are taken as UTC. Result is naive UTC."""
-    text = pl.col(col).str.strip_chars().str.replace(r"Z$", "+00:00").str.replace(" ", "T", literal=True)
-    with_tz = text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_zone="UTC")
-    naive = text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False)
-    minutes = text.str.to_datetime("%Y-%m-%dT%H:%M", strict=False)
-    day = text.str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("us"))
-    return pl.coalesce(
-        with_tz.dt.replace_time_zone(None).cast(pl.Datetime("us")),
-        naive.cast(pl.Datetime("us")),
-        minutes.cast(pl.Datetime("us")),
-        day,
-    )
-
-
-# Currency signs and codes a spreadsheet may leave in a money cell.
-_CURRENCY_MARK = r"[₹$€£¥]|\b(?:INR|USD|EUR|GBP|JPY|Rs\.?)\b"
-
-
-def _number_checks(p: _Problems, col: str, *, integer: bool = False, optional: bool = False) -> None:
-    """One message per bad cell, naming the first thing wrong with it (never two for one cell)."""
-    text = pl.col(col).str.strip_chars()
-    value = _as_float(col)
-    present = ~_blank(col)
-    kind = "a whole number" if integer else "a number"
-    unparsed = present & value.is_null()
-    finite = present & value.is_finite()
-    if not optional:
-        p.check(_blank(col), col, f"is missing: expected {kind} >= 0")
-    p.check(
-        unparsed & text.str.contains(_CURRENCY_MARK),
-        col,
-        "has a currency sign: write the amount only, in the account's currency units (e.g. 1234.50)",
-    )
-    p.check(
-        unparsed & ~text.str.contains(_CURRENCY_MARK) & text.str.contains(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$"),
-        col,
-        "has a thousands separator, which is not allowed: write 1234.50",
-    )
-    p.check(
-        unparsed & text.str.contains(r"^-?\d+,\d{1,2}$"),
-        col,
-        "has a decimal comma, which is not allowed: write 1234.50",
-    )
-    p.check(
-        unparsed
-        & ~text.str.contains(_CURRENCY_MARK)
-        & ~text.str.contains(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
-        & ~text.str.contains(r"^-?\d+,\d{1,2}$"),
-        col,
-        f"is not {kind}",
-    )
-    p.check(present & value.is_nan(), col, f"is not {kind} (NaN)")
-    p.check(present & value.is_infinite(), col, "is not a finite number")
-    p.check(finite & (value < 0), col, "is negative: expected 0 or more")
-    p.check(finite & (value > MAX_MONEY), col, f"is implausibly large (over {MAX_MONEY:.0e})")
-    if integer:
-        p.check(finite & (value >= 0) & (value <= MAX_MONEY) & (value != value.floor()), col, "is not a whole number")
-
-
-def _number(col: str) -> pl.Expr:
-    """A validated number; -0 becomes 0 (a signed zero would print as -0.0 downstream)."""
-    value = _as_float(col)
-    return pl.when(value == 0).then(pl.lit(0.0)).otherwise(value)
-
-
-def validate_insights(raw: pl.DataFrame, name: str = "insights") -> pl.DataFrame:
-    """Check and type an insights export (all columns read as text); raise InputError on any problem."""
-    _require_columns(raw, name, INSIGHTS_REQUIRED)
-    p = _Problems(name, raw)
-    for col in ("account_id", "campaign_id", "adset_id"):
-        p.check(_blank(col), col, "is missing: expected an id")
-    p.check(_blank("date_start"), "date_start", "is missing: expected a date YYYY-MM-DD")
-    p.check(
-        ~_blank("date_start") & _as_date("date_start").is_null(), "date_start", "is not a date (expected YYYY-MM-DD)"
-    )
+def insight_checks(has_currency: bool) -> list[Check]:
+    checks = [Check(col, blank(col), "is missing: expected an id") for col in ("account_id", "campaign_id", "adset_id")]
+    checks += [
+        Check("date_start", blank("date_start"), "is missing: expected a date YYYY-MM-DD"),
+        Check(
+            "date_start",
+            f"NOT {blank('date_start')} AND {as_date('date_start')} IS NULL",
+            "is not a date (expected YYYY-MM-DD)",
+        ),
+    ]
     for col in ("spend", "purchases", "purchase_value"):
-        _number_checks(p, col)
+        checks += number_checks(col)
     for col in ("impressions", "clicks"):
-        _number_checks(p, col, integer=True)
-    if "account_currency" in raw.columns:
-        p.check(
-            ~_blank("account_currency") & ~pl.col("account_currency").str.strip_chars().str.contains(r"^[A-Za-z]{3}$"),
-            "account_currency",
-            "is not a 3-letter currency code (e.g. INR)",
+        checks += number_checks(col, integer=True)
+    if has_currency:
+        checks.append(
+            Check(
+                "account_currency",
+                f"NOT {blank('account_currency')} AND NOT regexp_matches(trim(account_currency), '^[A-Za-z]{{3}}$')",
+                "is not a 3-letter currency code (e.g. INR)",
+            )
         )
-    p.raise_if_any()
+    return checks
 
-    currency = (
-        pl.col("account_currency").str.strip_chars().str.to_uppercase().replace("", None)
-        if "account_currency" in raw.columns
-        else pl.lit(None, dtype=pl.Utf8)
-    )
-    typed = raw.with_row_index("_row", offset=1).select(
-        "_row",
-        pl.col("account_id").str.strip_chars(),
-        pl.col("campaign_id").str.strip_chars(),
-        pl.col("campaign_name").fill_null(""),
-        pl.col("adset_id").str.strip_chars(),
-        pl.col("adset_name").fill_null(""),
-        _as_date("date_start").alias("date"),
-        _number("spend").alias("spend"),
-        _number("impressions").cast(pl.Int64).alias("impressions"),
-        _number("clicks").cast(pl.Int64).alias("clicks"),
-        _number("purchases").alias("purchases"),
-        _number("purchase_value").alias("purchase_value"),
-        currency.alias("currency"),
-    )
-    dupes = (
-        typed.group_by("account_id", "adset_id", "date")
-        .agg(pl.col("_row").sort().alias("rows"))
-        .filter(pl.col("rows").list.len() > 1)
-        .sort(pl.col("rows").list.first())
-    )
-    for account, adset, day, rows in dupes.head(MAX_REPORTED).iter_rows():
-        p.add(
+
+def typed_insights_sql(text_table: str, has_currency: bool) -> str:
+    """The SELECT that types a validated insights text table into the raw shape (plus _row)."""
+    currency = "upper(nullif(trim(account_currency), ''))" if has_currency else "NULL"
+    return f"""
+        SELECT _row,
+               trim(account_id) AS account_id,
+               trim(campaign_id) AS campaign_id,
+               coalesce(campaign_name, '') AS campaign_name,
+               trim(adset_id) AS adset_id,
+               coalesce(adset_name, '') AS adset_name,
+               {as_date("date_start")} AS date,
+               {clean_number("spend")} AS spend,
+               CAST({number("impressions")} AS BIGINT) AS impressions,
+               CAST({number("clicks")} AS BIGINT) AS clicks,
+               {clean_number("purchases")} AS purchases,
+               {clean_number("purchase_value")} AS purchase_value,
+               coalesce({currency}, '{DEFAULT_CURRENCY}') AS currency,
+               {currency} IS NOT NULL AS _currency_given
+        FROM {text_table}"""
+
+
+def insight_consistency(conn: duckdb.DuckDBPyConnection, typed: str, problems: Problems) -> None:
+    """One row per ad set per day, one account per ad set, one currency per account."""
+    name = problems.name
+    dupes = conn.execute(
+        f"""SELECT account_id, adset_id, date, list(_row ORDER BY _row) AS rows FROM {typed}
+            GROUP BY ALL HAVING count(*) > 1 ORDER BY rows[1]"""
+    ).fetchall()
+    for account, adset, day, rows in dupes[:MAX_REPORTED]:
+        problems.add(
             f"{name} rows {', '.join(map(str, rows))}: duplicate rows for adset_id {adset!r} on {day} "
             f"(account {account!r}); expected one row per ad set per day"
         )
-    p.count += max(dupes.height - MAX_REPORTED, 0)
-    accounts = (
-        typed.group_by("adset_id").agg(pl.col("account_id").unique().sort()).filter(pl.col("account_id").list.len() > 1)
-    )
-    for adset, accts in accounts.head(MAX_REPORTED).iter_rows():
-        p.add(f"{name}: adset_id {adset!r} appears under several accounts {accts}; expected one")
-    currencies = (
-        typed.drop_nulls("currency")
-        .group_by("account_id")
-        .agg(pl.col("currency").unique().sort())
-        .filter(pl.col("currency").list.len() > 1)
-    )
-    for account, curs in currencies.iter_rows():
-        p.add(f"{name}: account {account!r} has several currencies {curs}; expected one")
-    p.raise_if_any()
-    return typed.drop("_row").with_columns(pl.col("currency").fill_null("INR"))
+    problems.count += max(len(dupes) - MAX_REPORTED, 0)
+    accounts = conn.execute(
+        f"""SELECT adset_id, list(DISTINCT account_id ORDER BY account_id) FROM {typed}
+            GROUP BY adset_id HAVING count(DISTINCT account_id) > 1 ORDER BY adset_id LIMIT {MAX_REPORTED}"""
+    ).fetchall()
+    for adset, accts in accounts:
+        problems.add(f"{name}: adset_id {adset!r} appears under several accounts {accts}; expected one")
+    currencies = conn.execute(
+        f"""SELECT account_id, list(DISTINCT currency ORDER BY currency) FROM {typed} WHERE _currency_given
+            GROUP BY account_id HAVING count(DISTINCT currency) > 1 ORDER BY account_id"""
+    ).fetchall()
+    for account, curs in currencies:
+        problems.add(f"{name}: account {account!r} has several currencies {curs}; expected one")
 
 
-def validate_audiences(raw: pl.DataFrame, name: str = "audiences") -> pl.DataFrame:
-    """Check and type an audiences file (all columns read as text)."""
-    _require_columns(raw, name, AUDIENCES_REQUIRED)
-    for col in AUDIENCES_OPTIONAL:
-        if col not in raw.columns:
-            raw = raw.with_columns(pl.lit(None, dtype=pl.Utf8).alias(col))
-    p = _Problems(name, raw)
-    p.check(_blank("adset_id"), "adset_id", "is missing: expected an id")
-    kind = pl.col("audience_type").str.strip_chars().str.to_uppercase()
-    p.check(
-        ~kind.is_in(AUDIENCE_TYPES) | _blank("audience_type"),
-        "audience_type",
-        f"is not one of {', '.join(AUDIENCE_TYPES)}",
-    )
-    pct = _as_float("lookalike_pct")
-    has_pct = ~_blank("lookalike_pct")
-    p.check(has_pct & (pct.is_null() | pct.is_nan()), "lookalike_pct", "is not a number")
-    p.check(has_pct & ((pct <= 0) | (pct > 20)), "lookalike_pct", "is outside 0-20 (a lookalike size in %)")
-    quality = pl.col("source_quality").str.strip_chars().str.to_uppercase()
-    p.check(
-        ~_blank("source_quality") & ~quality.is_in(SOURCE_QUALITIES),
-        "source_quality",
-        f"is not one of {', '.join(SOURCE_QUALITIES)}",
-    )
-    p.check(
-        ~_blank("launched_on") & _as_date("launched_on").is_null(), "launched_on", "is not a date (expected YYYY-MM-DD)"
-    )
-    _number_checks(p, "daily_budget", optional=True)
-    p.check(
-        ~_blank("last_budget_change_at") & _as_timestamp("last_budget_change_at").is_null(),
-        "last_budget_change_at",
-        "is not an ISO 8601 timestamp (expected e.g. 2026-11-20T14:30:00+05:30)",
-    )
-    p.raise_if_any()
-    typed = raw.with_row_index("_row", offset=1).select(
-        "_row",
-        pl.col("adset_id").str.strip_chars(),
-        kind.alias("audience_type"),
-        _number("lookalike_pct").alias("lookalike_pct"),
-        quality.replace("", None).alias("source_quality"),
-        _as_date("launched_on").alias("launched_on"),
-        _number("daily_budget").alias("daily_budget"),
-        _as_timestamp("last_budget_change_at").alias("last_budget_change_at"),
-    )
-    dupes = typed.group_by("adset_id").agg(pl.col("_row").sort().alias("rows")).filter(pl.col("rows").list.len() > 1)
-    for adset, rows in dupes.sort(pl.col("rows").list.first()).head(MAX_REPORTED).iter_rows():
-        p.add(f"{name} rows {', '.join(map(str, rows))}: adset_id {adset!r} is listed more than once")
-    p.raise_if_any()
-    return typed.drop("_row")
+INSIGHT_NUMBERS = ["spend", "purchases", "purchase_value", "impressions", "clicks"]
+AUDIENCE_NUMBERS = ["lookalike_pct", "daily_budget"]
 
 
-def check_coverage(insights: pl.DataFrame, audiences: pl.DataFrame, insights_name: str, audiences_name: str) -> None:
+def audience_checks() -> list[Check]:
+    kind = "upper(trim(audience_type))"
+    types = ", ".join(lit(t) for t in AUDIENCE_TYPES)
+    qualities = ", ".join(lit(t) for t in SOURCE_QUALITIES)
+    pct = q("_n_lookalike_pct")
+    has_pct = f"NOT {blank('lookalike_pct')}"
+    return [
+        Check("adset_id", blank("adset_id"), "is missing: expected an id"),
+        Check(
+            "audience_type",
+            f"{blank('audience_type')} OR {kind} NOT IN ({types})",
+            f"is not one of {', '.join(AUDIENCE_TYPES)}",
+        ),
+        Check("lookalike_pct", f"{has_pct} AND ({pct} IS NULL OR isnan({pct}))", "is not a number"),
+        Check("lookalike_pct", f"{has_pct} AND ({pct} <= 0 OR {pct} > 20)", "is outside 0-20 (a lookalike size in %)"),
+        Check(
+            "source_quality",
+            f"NOT {blank('source_quality')} AND upper(trim(source_quality)) NOT IN ({qualities})",
+            f"is not one of {', '.join(SOURCE_QUALITIES)}",
+        ),
+        Check(
+            "launched_on",
+            f"NOT {blank('launched_on')} AND {as_date('launched_on')} IS NULL",
+            "is not a date (expected YYYY-MM-DD)",
+        ),
+        *number_checks("daily_budget", optional=True),
+        Check(
+            "last_budget_change_at",
+            f"NOT {blank('last_budget_change_at')} AND {as_timestamp('last_budget_change_at')} IS NULL",
+            "is not an ISO 8601 timestamp (expected e.g. 2026-11-20T14:30:00+05:30)",
+        ),
+    ]
+
+
+def typed_audiences_sql(text_table: str) -> str:
+    return f"""
+        SELECT _row,
+               trim(adset_id) AS adset_id,
+               upper(trim(audience_type)) AS audience_type,
+               {clean_number("lookalike_pct")} AS lookalike_pct,
+               nullif(upper(trim(source_quality)), '') AS source_quality,
+               {as_date("launched_on")} AS launched_on,
+               {clean_number("daily_budget")} AS daily_budget,
+               {as_timestamp("last_budget_change_at")} AS last_budget_change_at
+        FROM {text_table}"""
+
+
+def audience_duplicates(conn: duckdb.DuckDBPyConnection, typed: str, problems: Problems) -> None:
+    dupes = conn.execute(
+        f"""SELECT adset_id, list(_row ORDER BY _row) AS rows FROM {typed}
+            GROUP BY adset_id HAVING count(*) > 1 ORDER BY rows[1] LIMIT {MAX_REPORTED}"""
+    ).fetchall()
+    for adset, rows in dupes:
+        problems.add(f"{problems.name} rows {', '.join(map(str, rows))}: adset_id {adset!r} is listed more than once")
+
+
+def check_coverage(
+    conn: duckdb.DuckDBPyConnection, insights: str, audiences: str, insights_name: str, audiences_name: str
+) -> None:
     """Every ad set with insights needs an audience row: its type changes the rules."""
-    missing = (
-        insights.select("adset_id")
-        .unique()
-        .join(audiences.select("adset_id"), on="adset_id", how="anti")
-        .sort("adset_id")
-    )
-    if missing.height:
-        ids = ", ".join(repr(x) for x in missing["adset_id"].head(MAX_REPORTED))
-        more = f" and {missing.height - MAX_REPORTED} more" if missing.height > MAX_REPORTED else ""
+    missing = [
+        r[0]
+        for r in conn.execute(
+            f"SELECT DISTINCT adset_id FROM {insights} ANTI JOIN {audiences} USING (adset_id) ORDER BY adset_id"
+        ).fetchall()
+    ]
+    if missing:
+        ids = ", ".join(repr(x) for x in missing[:MAX_REPORTED])
+        more = f" and {len(missing) - MAX_REPORTED} more" if len(missing) > MAX_REPORTED else ""
         raise InputError(
-            f"{audiences_name}: {missing.height} ad set(s) in {insights_name} have no row here: {ids}{more}; "
+            f"{audiences_name}: {len(missing)} ad set(s) in {insights_name} have no row here: {ids}{more}; "
             "expected one row per ad set with its audience_type"
         )

@@ -6,34 +6,34 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from audience_assets.defs.analysis.assets import analysis
 from audience_assets.defs.common import (
     PARTITIONS,
     POOL,
     as_of,
     description,
-    doc_tests_check,
+    doc_check_spec,
     guardrail_result,
     load_partition,
     markdown_preview,
     write_partition,
 )
 from audience_assets.defs.resources import OutputResource, RulesResource
-from audience_assets.defs.rules.assets import GUARDRAIL_CHECK, decisions
 from audience_assets.engine.guardrails import verify_recommendations
-from audience_assets.engine.recommend import recommendation_document, to_recommendations
+from audience_assets.engine.recommend import recommendation_json, summary_counts, to_recommendations
 from audience_assets.warehouse import write_atomically
 
 GROUP = "delivery"
+GUARDRAIL_CHECK = "guardrails"
 
 
 @dg.asset(
     partitions_def=PARTITIONS,
     pool=POOL,
     group_name=GROUP,
-    deps=[decisions, analysis],
+    deps=["decisions", "analysis"],
     description=description("recommendations"),
     kinds={"duckdb", "json"},
+    check_specs=[doc_check_spec("recommendations")],
 )
 def recommendations(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource, output: OutputResource, rules: RulesResource
@@ -52,22 +52,17 @@ def recommendations(
                 description=f"{violations.height} guardrail violation(s) in the final recommendations; nothing delivered",
                 metadata={"violations": dg.MetadataValue.md(markdown_preview(violations, rows=20))},
             )
-        doc = recommendation_document(rows, day, datetime.now(UTC).isoformat(timespec="seconds"))
+        extra: dict = {f"summary/{k}": v for k, v in summary_counts(rows).items()}
         path = output.path_for(day)
-        extra: dict = {}
         if path is not None:
-            write_atomically(path, doc.model_dump_json(indent=2))
+            write_atomically(path, recommendation_json(rows, day, datetime.now(UTC).isoformat(timespec="seconds")))
             extra["json_path"] = dg.MetadataValue.path(str(path))
         return write_partition(
             context,
             conn,
             "recommendations",
             rows,
-            extra={
-                **extra,
-                **{f"summary/{k}": v for k, v in doc.summary.items()},
-                "needs_review": int(rows["needs_review"].sum()),
-            },
+            extra={**extra, "needs_review": int(rows["needs_review"].sum())},
             preview_columns=[
                 "rank",
                 "audience_name",
@@ -81,7 +76,7 @@ def recommendations(
 
 
 @dg.asset_check(
-    asset=recommendations,
+    asset="recommendations",
     name=GUARDRAIL_CHECK,
     blocking=True,
     pool=POOL,
@@ -96,7 +91,3 @@ def recommendations_guardrail_check(
         recs = load_partition(conn, "recommendations", day)
         violations = verify_recommendations(recs, load_partition(conn, "decisions", day), rules.load())
     return guardrail_result(violations, recs.height)
-
-
-CHECKS = [recommendations_guardrail_check, doc_tests_check(recommendations, "recommendations")]
-ASSETS = [recommendations]

@@ -2,9 +2,12 @@
 
 import time
 import uuid
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
 
 import dagster as dg
+import duckdb as duckdb_mod
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
@@ -13,27 +16,126 @@ from audience_assets.defs.common import (
     POOL,
     as_of,
     description,
-    doc_tests_check,
+    doc_check_spec,
     markdown_preview,
-    table_metadata,
+    table_result,
     write_partition,
 )
 from audience_assets.defs.resources import MetaResource, RulesResource, SourceResource
-from audience_assets.sources import AUDIENCE_SCHEMA, InputError, metadata_snapshot, with_api_columns
+from audience_assets.sources import (
+    AUDIENCE_SCHEMA,
+    InputError,
+    SourceSpec,
+    metadata_snapshot,
+    raw_load_sql,
+    raw_table_ddl,
+)
 from audience_assets.sources.files import extract_files, read_audiences_file
 from audience_assets.sources.meta import apply_overrides, extract_meta
 from audience_assets.sources.sample import extract_sample, read_sample
-from audience_assets.warehouse import coverage, create_view, replace_days, table_exists
+from audience_assets.warehouse import coverage, create_view, replace_days
 
 GROUP = "ingestion"
+RAW = "raw_insights"
+
+
+@dataclass
+class Load:
+    """What one load wrote and reports: replacement figures, metadata, and failed accounts."""
+
+    load: str
+    stats: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def _write(conn: duckdb_mod.DuckDBPyConnection, kind: str, relation: str, days: pl.DataFrame, out: Load) -> None:
+    """Replace the loaded days of raw_insights with the rows of `relation` (accounts not in `days`
+    keep their stored rows exactly as they were)."""
+    if not days.height:
+        return
+    load_id = uuid.uuid4().hex[:12]
+    present = {r[0] for r in conn.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
+    sql = raw_load_sql(relation, present, kind, load_id, datetime.now(UTC).replace(tzinfo=None))
+    out.stats = replace_days(conn, RAW, sql, days)
+    out.extra |= {
+        "load_id": load_id,
+        "first_day_loaded": str(days["date"].min()),
+        "last_day_loaded": str(days["date"].max()),
+    }
+
+
+def _write_frame(conn: duckdb_mod.DuckDBPyConnection, kind: str, frame: pl.DataFrame, days, out: Load) -> None:
+    conn.register("_source_rows", frame)
+    try:
+        _write(conn, kind, "_source_rows", days, out)
+    finally:
+        conn.unregister("_source_rows")
+
+
+def _load_meta(duckdb: DuckDBResource, meta: MetaResource, day: date, lookback_default: int) -> Load:
+    with duckdb.get_connection() as conn:
+        spans = {a: (first, last) for a, first, last in coverage(conn, RAW, day).iter_rows()}
+    # The pull runs with the warehouse closed: an async backfill or a throttle pause can be long.
+    client = meta.client()
+    lookback = lookback_default if meta.lookback_days is None else meta.lookback_days
+    priority = tuple(meta.purchase_action_priority)
+    mx = extract_meta(
+        client, meta.account_list(), day, spans, lookback, meta.initial_days, priority, with_metadata=False
+    )
+    out = Load(
+        ", ".join(
+            f"{a}: {'full ' + str(meta.initial_days) + ' days' if full else 'lookback ' + str(lookback) + ' days'}"
+            for a, full in mx.full_history.items()
+        ),
+        failures=mx.failures,
+        extra={
+            "meta_requests": client.requests_made,
+            "meta_retries": client.stats.retries,
+            "meta_throttle_pauses": client.stats.throttle_pauses,
+            "meta_max_usage_pct": client.stats.max_usage_pct,
+            "meta_async_jobs": client.stats.async_jobs,
+            "meta_async_splits": client.stats.async_splits,
+            "accounts_loaded": len(mx.accounts) - len(mx.failures),
+            "accounts_failed": len(mx.failures),
+        },
+    )
+    if mx.insights is not None:
+        with duckdb.get_connection() as conn:
+            _write_frame(conn, "meta", mx.insights, mx.days, out)
+    return out
+
+
+def _load_local(conn: duckdb_mod.DuckDBPyConnection, spec: SourceSpec, day: date, lookback: int, log: Any) -> Load:
+    """Sample or CSV: checked whole before anything is written (the checks raise InputError)."""
+    if spec.kind == "sample":
+        stored = {a: first for a, first, _last in coverage(conn, RAW, day).iter_rows()}
+        ext = extract_sample(spec, day, stored, lookback)
+        out = Load("full history" if ext.full_history else f"lookback {lookback} days")
+        _write_frame(conn, "sample", ext.insights, ext.days, out)
+        ignored = ext.ignored_after
+    else:
+        loaded = extract_files(conn, spec, day)
+        out = Load("full history")
+        _write(conn, "csv", loaded.relation, loaded.days, out)
+        conn.execute(f"DROP TABLE IF EXISTS {loaded.relation}")
+        ignored = loaded.ignored_after
+    out.extra["rows_on_or_after_decision_date_ignored"] = ignored
+    if ignored:
+        log.warning(
+            f"{ignored} insight rows dated on or after the decision date {day} were ignored: "
+            "a decision uses complete days before its date"
+        )
+    return out
 
 
 @dg.asset(
     partitions_def=PARTITIONS,
     pool=POOL,
     group_name=GROUP,
-    description=description("raw_insights"),
+    description=description(RAW),
     kinds={"duckdb"},
+    check_specs=[doc_check_spec(RAW)],
 )
 def raw_insights(
     context: dg.AssetExecutionContext,
@@ -46,155 +148,103 @@ def raw_insights(
     cfg = rules.load()
     spec = source.spec()
     started = time.monotonic()
-    with duckdb.get_connection() as conn:
-        spans = {a: (first, last) for a, first, last in coverage(conn, "raw_insights", day).iter_rows()}
-    stored = {a: first for a, (first, _last) in spans.items()}
-    # The pull runs with the warehouse closed: an async backfill or a throttle pause can be long.
-    failures: dict[str, str] = {}
-    extra: dict[str, object] = {}
     if spec.kind == "meta":
-        client = meta.client()
-        lookback = cfg.lookback_days if meta.lookback_days is None else meta.lookback_days
-        mx = extract_meta(
-            client,
-            meta.account_list(),
-            day,
-            spans,
-            lookback,
-            meta.initial_days,
-            tuple(meta.purchase_action_priority),
-            with_metadata=False,
-        )
-        insights, days, failures = mx.insights, mx.days, mx.failures
-        load = ", ".join(
-            f"{a}: {'full ' + str(meta.initial_days) + ' days' if f else 'lookback ' + str(lookback) + ' days'}"
-            for a, f in mx.full_history.items()
-        )
-        extra = {
-            "meta_requests": client.requests_made,
-            "meta_retries": client.stats.retries,
-            "meta_throttle_pauses": client.stats.throttle_pauses,
-            "meta_max_usage_pct": client.stats.max_usage_pct,
-            "meta_async_jobs": client.stats.async_jobs,
-            "meta_async_splits": client.stats.async_splits,
-            "accounts_loaded": len(mx.accounts) - len(failures),
-            "accounts_failed": len(failures),
-        }
+        out = _load_meta(duckdb, meta, day, cfg.lookback_days)
     else:
-        # Validation happens inside the extract: bad input raises before anything is written.
-        if spec.kind == "sample":
-            ext = extract_sample(spec, day, stored, cfg.lookback_days)
-        else:
-            ext = extract_files(spec, day)
-        insights, days = ext.insights, ext.days
-        load = "full history" if ext.full_history else f"lookback {cfg.lookback_days} days"
-        extra["rows_on_or_after_decision_date_ignored"] = ext.ignored_after
-        if ext.ignored_after:
-            context.log.warning(
-                f"{ext.ignored_after} insight rows dated on or after the decision date {day} were ignored: "
-                "a decision uses complete days before its date"
-            )
+        with duckdb.get_connection() as conn:
+            out = _load_local(conn, spec, day, cfg.lookback_days, context.log)
+    seconds = time.monotonic() - started
+    rows_in = int(out.stats.get("rows_inserted", 0))
+    figures = {
+        **out.stats,
+        **out.extra,
+        "load": out.load,
+        "source": spec.kind,
+        "rows_per_second": round(rows_in / seconds, 1) if seconds else 0.0,
+    }
     with duckdb.get_connection() as conn:
-        stats: dict[str, object] = {}
-        if insights is not None and days.height:
-            load_id = uuid.uuid4().hex[:12]
-            frame = with_api_columns(insights).with_columns(
-                pl.lit(spec.kind).alias("source"),
-                pl.lit(load_id).alias("load_id"),
-                pl.lit(datetime.now(UTC).replace(tzinfo=None)).cast(pl.Datetime("us")).alias("loaded_at"),
-            )
-            # Accounts that failed are not in `days`: their stored rows stay exactly as they were.
-            stats = replace_days(conn, "raw_insights", frame, days)
-            extra["load_id"] = load_id
-            extra["first_day_loaded"] = str(days["date"].min())
-            extra["last_day_loaded"] = str(days["date"].max())
-        seconds = time.monotonic() - started
-        rows_in = int(stats.get("rows_inserted", 0))
-        total = (
-            conn.execute("SELECT count(*) FROM raw_insights").fetchone()[0] if table_exists(conn, "raw_insights") else 0
-        )
-        meta_out = (
-            table_metadata(
-                conn,
-                "raw_insights",
-                int(total),
-                {
-                    **stats,
-                    **extra,
-                    "load": load,
-                    "source": spec.kind,
-                    "rows_per_second": round(rows_in / seconds, 1) if seconds else 0.0,
-                },
-            )
-            if table_exists(conn, "raw_insights")
-            else {"source": spec.kind}
-        )
-    if failures:
+        conn.execute(raw_table_ddl(RAW))
+        total = int(conn.execute(f"SELECT count(*) FROM {RAW}").fetchone()[0])
+        result = table_result(conn, RAW, total, None, figures)
+    if out.failures:
         raise dg.Failure(
             description="Meta accounts failed (the others were saved): "
-            + "; ".join(f"{a}: {msg}" for a, msg in failures.items()),
-            metadata=meta_out,
+            + "; ".join(f"{a}: {m}" for a, m in out.failures.items()),
+            metadata=dict(result.metadata or {}),
         )
-    context.log.info(f"raw_insights: {rows_in} rows loaded ({load})")
-    return dg.MaterializeResult(metadata=meta_out)
+    context.log.info(f"raw_insights: {rows_in} rows loaded ({out.load})")
+    return result
 
 
-def _view_asset(name: str, model: str, dep: str) -> dg.AssetsDefinition:
-    @dg.asset(
-        name=name,
-        deps=[dep],
-        partitions_def=PARTITIONS,
-        pool=POOL,
-        group_name=GROUP if name.startswith("stg") else "metrics",
-        description=description(name),
-        kinds={"duckdb", "sql"},
-    )
-    def _view(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
-        with duckdb.get_connection() as conn:
+VIEWS = {"stg_insights": "staging/stg_insights", "daily_metrics": "metrics/daily_metrics"}
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "stg_insights",
+            deps=[RAW],
+            partitions_def=PARTITIONS,
+            group_name=GROUP,
+            description=description("stg_insights"),
+            kinds={"duckdb", "sql"},
+        ),
+        dg.AssetSpec(
+            "daily_metrics",
+            deps=["stg_insights"],
+            partitions_def=PARTITIONS,
+            group_name="metrics",
+            description=description("daily_metrics"),
+            kinds={"duckdb", "sql"},
+        ),
+    ],
+    check_specs=[doc_check_spec(name) for name in VIEWS],
+    pool=POOL,
+    name="staging_views",
+    can_subset=True,
+)
+def staging_views(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
+    """The typed, deduplicated staging view and the per-day metrics view over raw_insights."""
+    selected = {k.to_user_string() for k in context.selected_asset_keys}
+    with duckdb.get_connection() as conn:
+        for name, model in VIEWS.items():
+            if name not in selected:
+                continue
             create_view(conn, name, model)
             rows = conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
-            meta = table_metadata(conn, name, int(rows), {"sql": dg.MetadataValue.path(f"sql/{model}.sql")})
-        return dg.MaterializeResult(metadata=meta)
-
-    return _view
+            yield table_result(conn, name, int(rows), None, {"sql": dg.MetadataValue.path(f"sql/{model}.sql")})
 
 
-stg_insights = _view_asset("stg_insights", "staging/stg_insights", "raw_insights")
-daily_metrics = _view_asset("daily_metrics", "metrics/daily_metrics", "stg_insights")
+def _audiences(spec: SourceSpec, meta: MetaResource, day: date) -> tuple[pl.DataFrame, dict[str, str]]:
+    """The source's audience rows for a decision date, and the Meta accounts that failed."""
+    if spec.kind == "sample":
+        return read_sample(spec)[1], {}
+    if spec.kind == "csv":
+        if not spec.audiences_path:
+            raise InputError("the csv source needs an audiences file")
+        return read_audiences_file(spec.audiences_path, spec.encoding, spec.delimiter), {}
+    mx = extract_meta(meta.client(), meta.account_list(), day, {}, 0, 0, (), with_insights=False)
+    overrides = read_audiences_file(meta.audience_mapping_path) if meta.audience_mapping_path else None
+    if not mx.audiences.height:
+        return pl.DataFrame(schema=AUDIENCE_SCHEMA), mx.failures
+    return apply_overrides(mx.audiences.drop("account_id"), overrides), mx.failures
 
 
 @dg.asset(
     partitions_def=PARTITIONS,
     pool=POOL,
     group_name=GROUP,
-    deps=[stg_insights],
+    deps=["stg_insights"],
     description=description("audience_metadata"),
     kinds={"duckdb"},
+    check_specs=[doc_check_spec("audience_metadata")],
 )
 def audience_metadata(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource, source: SourceResource, meta: MetaResource
 ) -> dg.MaterializeResult:
     day = as_of(context)
     spec = source.spec()
-    if spec.kind == "meta":
-        mx = extract_meta(meta.client(), meta.account_list(), day, {}, 0, 0, (), with_insights=False)
-        overrides = None
-        if meta.audience_mapping_path:
-            overrides = read_audiences_file(meta.audience_mapping_path)
-        audiences = (
-            apply_overrides(mx.audiences.drop("account_id"), overrides)
-            if mx.audiences.height
-            else pl.DataFrame(schema=AUDIENCE_SCHEMA)
-        )
-        failures = mx.failures
-    elif spec.kind == "sample":
-        audiences = read_sample(spec)[1]
-        failures = {}
-    else:
-        if not spec.audiences_path:
-            raise InputError("the csv source needs an audiences file")
-        audiences = read_audiences_file(spec.audiences_path, spec.encoding, spec.delimiter)
-        failures = {}
+    audiences, failures = _audiences(spec, meta, day)
     with duckdb.get_connection() as conn:
         names = conn.execute(
             """SELECT account_id, adset_id, arg_max(adset_name, date) AS adset_name,
@@ -216,12 +266,3 @@ def audience_metadata(
         # The others' metadata is saved; the failed accounts' audiences have none and cannot act.
         raise dg.Failure(description="Meta accounts failed: " + "; ".join(f"{a}: {m}" for a, m in failures.items()))
     return result
-
-
-CHECKS = [
-    doc_tests_check(raw_insights, "raw_insights", partitioned=False),
-    doc_tests_check(stg_insights, "stg_insights", partitioned=False),
-    doc_tests_check(daily_metrics, "daily_metrics", partitioned=False),
-    doc_tests_check(audience_metadata, "audience_metadata"),
-]
-ASSETS = [raw_insights, stg_insights, daily_metrics, audience_metadata]

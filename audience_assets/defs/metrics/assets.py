@@ -1,8 +1,9 @@
-"""Metrics layer: window metrics and benchmarks (SQL models), normalised metrics and scores."""
+"""Metrics layer: window metrics and benchmarks (SQL models), then the prepared, scored audiences."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import dagster as dg
+import duckdb as duckdb_mod
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
@@ -11,54 +12,65 @@ from audience_assets.defs.common import (
     POOL,
     as_of,
     description,
-    doc_tests_check,
+    doc_check_spec,
     load_partition,
     write_partition,
 )
-from audience_assets.defs.ingestion.assets import audience_metadata, daily_metrics
 from audience_assets.defs.resources import RulesResource
+from audience_assets.engine.config import RulesConfig
 from audience_assets.engine.pipeline import added_columns
 from audience_assets.engine.prepare import prepare, target_cpa_columns
 from audience_assets.warehouse import query_model, table_exists
 
 GROUP = "metrics"
+# Each SQL model and what it reads; they run in this order in one step.
+SQL_MODELS = {
+    "window_metrics": "daily_metrics",
+    "account_benchmarks": "window_metrics",
+    "campaign_benchmarks": "window_metrics",
+}
 
 
-def _sql_asset(name: str, deps: list) -> dg.AssetsDefinition:
-    @dg.asset(
-        name=name,
-        deps=deps,
-        partitions_def=PARTITIONS,
-        pool=POOL,
-        group_name=GROUP,
-        description=description(name),
-        kinds={"duckdb", "sql"},
-    )
-    def _asset(context: dg.AssetExecutionContext, duckdb: DuckDBResource, rules: RulesResource) -> dg.MaterializeResult:
-        cfg = rules.load()
-        window = cfg.decision_window_days
-        params = {
-            "as_of": as_of(context),
-            "window": window,
-            "late_days": (window + 1) // 2,
-            "long_window": cfg.long_window_days,
-        }
-        with duckdb.get_connection() as conn:
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            name,
+            deps=[dep],
+            partitions_def=PARTITIONS,
+            group_name=GROUP,
+            description=description(name),
+            kinds={"duckdb", "sql"},
+        )
+        for name, dep in SQL_MODELS.items()
+    ],
+    check_specs=[doc_check_spec(name) for name in SQL_MODELS],
+    pool=POOL,
+    name="metrics_models",
+    can_subset=True,
+)
+def metrics_models(context: dg.AssetExecutionContext, duckdb: DuckDBResource, rules: RulesResource):
+    """The window metrics of every audience and the account and campaign benchmarks (sql/metrics)."""
+    selected = {k.to_user_string() for k in context.selected_asset_keys}
+    cfg = rules.load()
+    window = cfg.decision_window_days
+    params = {
+        "as_of": as_of(context),
+        "window": window,
+        "late_days": (window + 1) // 2,
+        "long_window": cfg.long_window_days,
+    }
+    with duckdb.get_connection() as conn:
+        for name in SQL_MODELS:
+            if name not in selected:
+                continue
             model = f"metrics/{name}"
             frame = query_model(conn, model, params)
             if name == "account_benchmarks":
                 frame = frame.with_columns(*target_cpa_columns(cfg))
-            return write_partition(context, conn, name, frame, extra={"sql": dg.MetadataValue.path(f"sql/{model}.sql")})
-
-    return _asset
+            yield write_partition(context, conn, name, frame, extra={"sql": dg.MetadataValue.path(f"sql/{model}.sql")})
 
 
-window_metrics = _sql_asset("window_metrics", [daily_metrics])
-account_benchmarks = _sql_asset("account_benchmarks", [window_metrics])
-campaign_benchmarks = _sql_asset("campaign_benchmarks", [window_metrics])
-
-
-def decision_history(conn, day) -> pl.DataFrame:
+def decision_history(conn: duckdb_mod.DuckDBPyConnection, day: date) -> pl.DataFrame:
     """Earlier decisions (before this decision date), for cooldowns."""
     if not table_exists(conn, "decisions"):
         return pl.DataFrame(
@@ -73,10 +85,10 @@ def decision_history(conn, day) -> pl.DataFrame:
     cols = "decision_date, account_id, adset_id, action"
     if "decided_at" in {r[0] for r in conn.execute("DESCRIBE decisions").fetchall()}:
         cols += ", decided_at"
-    return conn.execute(f"SELECT {cols} FROM decisions WHERE decision_date < ?", [day]).pl()
+    return conn.execute(f"SELECT {cols} FROM decisions WHERE decision_date < ? AND action = 'SCALE'", [day]).pl()
 
 
-def prepared_frame(conn, day, cfg) -> pl.DataFrame:
+def prepared_frame(conn: duckdb_mod.DuckDBPyConnection, day: date, cfg: RulesConfig) -> pl.DataFrame:
     """Window metrics joined with benchmarks, metadata and history, normalised (engine.prepare)."""
     return prepare(
         load_partition(conn, "window_metrics", day),
@@ -94,9 +106,10 @@ def prepared_frame(conn, day, cfg) -> pl.DataFrame:
     partitions_def=PARTITIONS,
     pool=POOL,
     group_name=GROUP,
-    deps=[window_metrics, account_benchmarks, campaign_benchmarks, audience_metadata],
+    deps=["window_metrics", "account_benchmarks", "campaign_benchmarks", "audience_metadata"],
     description=description("audience_scores"),
     kinds={"duckdb", "polars"},
+    check_specs=[doc_check_spec("audience_scores")],
 )
 def audience_scores(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource, rules: RulesResource
@@ -120,12 +133,3 @@ def audience_scores(
                 "score",
             ],
         )
-
-
-CHECKS = [
-    doc_tests_check(window_metrics, "window_metrics"),
-    doc_tests_check(account_benchmarks, "account_benchmarks"),
-    doc_tests_check(campaign_benchmarks, "campaign_benchmarks"),
-    doc_tests_check(audience_scores, "audience_scores"),
-]
-ASSETS = [window_metrics, account_benchmarks, campaign_benchmarks, audience_scores]

@@ -1,6 +1,6 @@
-"""Rules layer: eligibility, buckets, trend states and decisions, with the blocking guardrail check."""
+"""Rules layer: the engine's rule stages (eligibility, buckets, trend states, decisions) in one step,
+one table each, and the blocking guardrail check on the decisions."""
 
-from collections.abc import Callable
 from datetime import date
 
 import dagster as dg
@@ -13,126 +13,94 @@ from audience_assets.defs.common import (
     POOL,
     as_of,
     description,
-    doc_tests_check,
+    doc_check_spec,
     guardrail_result,
     load_partition,
     markdown_preview,
     write_partition,
 )
-from audience_assets.defs.metrics.assets import audience_scores, window_metrics
 from audience_assets.defs.resources import OutputResource, RulesResource
-from audience_assets.engine.buckets import assign_buckets
-from audience_assets.engine.config import RulesConfig
-from audience_assets.engine.eligibility import assess_eligibility
 from audience_assets.engine.guardrails import verify_guardrails
-from audience_assets.engine.pipeline import added_columns, decide
+from audience_assets.engine.pipeline import RULE_STAGES, RULE_TABLES, run_rules
 from audience_assets.engine.prepare import KEYS
-from audience_assets.engine.trends import derive_trends
 from audience_assets.warehouse import table_exists
 
 GROUP = "rules"
 GUARDRAIL_CHECK = "guardrails"
 DERIVED_TABLES = ("analysis", "recommendations")
+INPUTS = ["window_metrics", "audience_scores"]
+# What each stage's metadata previews and counts.
+PREVIEW = {
+    "eligibility": (["adset_id", "eligible", "filter_reason"], "eligible"),
+    "buckets": (["adset_id", "winner_threshold", "loser_threshold", "bucket"], "bucket"),
+    "trend_states": (["adset_id", "roas_change", "roas_change_z", "dispersion_ratio", "trend"], "trend"),
+    "decisions": (
+        ["adset_id", "bucket", "trend", "matrix_action", "action", "scale_percentage", "confidence", "guardrail"],
+        "action",
+    ),
+}
 
 
-def joined(conn: duckdb_mod.DuckDBPyConnection, day: date, tables: list[str]) -> pl.DataFrame:
-    """Window metrics joined on the audience keys with stored stage tables of the same date."""
+def rule_inputs(conn: duckdb_mod.DuckDBPyConnection, day: date) -> pl.DataFrame:
+    """The prepared rows the rule stages start from: window metrics with the audience_scores columns."""
     frame = load_partition(conn, "window_metrics", day)
-    for table in tables:
-        frame = frame.join(load_partition(conn, table, day), on=KEYS, how="left")
-    return frame
+    return frame.join(load_partition(conn, "audience_scores", day), on=KEYS, how="left")
 
 
-def _stage_asset(
-    name: str, stage: Callable[[pl.DataFrame, RulesConfig], pl.DataFrame], preview: list[str], summary: str
-) -> dg.AssetsDefinition:
-    @dg.asset(
-        name=name,
-        deps=[window_metrics, audience_scores],
-        partitions_def=PARTITIONS,
-        pool=POOL,
-        group_name=GROUP,
-        description=description(name),
-        kinds={"duckdb", "polars"},
-    )
-    def _asset(context: dg.AssetExecutionContext, duckdb: DuckDBResource, rules: RulesResource) -> dg.MaterializeResult:
-        cfg = rules.load()
-        day = as_of(context)
-        with duckdb.get_connection() as conn:
-            base = joined(conn, day, ["audience_scores"])
-            out = added_columns(base, stage(base, cfg))
-            counts = out.group_by(summary).len().sort(summary)
-            return write_partition(
-                context,
-                conn,
-                name,
-                out,
-                extra={f"count_by_{summary}": dg.MetadataValue.md(markdown_preview(counts))},
-                preview_columns=preview,
+def _specs() -> list[dg.AssetSpec]:
+    specs, earlier = [], list(INPUTS)
+    for stage in RULE_STAGES:
+        specs.append(
+            dg.AssetSpec(
+                stage.table,
+                deps=list(earlier),
+                partitions_def=PARTITIONS,
+                group_name=GROUP,
+                description=description(stage.table),
+                kinds={"duckdb", "polars"},
             )
-
-    return _asset
-
-
-eligibility = _stage_asset("eligibility", assess_eligibility, ["adset_id", "eligible", "filter_reason"], "eligible")
-buckets = _stage_asset(
-    "buckets", assign_buckets, ["adset_id", "winner_threshold", "loser_threshold", "bucket"], "bucket"
-)
-trend_states = _stage_asset(
-    "trend_states", derive_trends, ["adset_id", "roas_change", "roas_change_z", "dispersion_ratio", "trend"], "trend"
-)
+        )
+        earlier.append(stage.table)
+    return specs
 
 
-@dg.asset(
-    partitions_def=PARTITIONS,
+@dg.multi_asset(
+    specs=_specs(),
+    check_specs=[doc_check_spec(t) for t in RULE_TABLES],
     pool=POOL,
-    group_name=GROUP,
-    deps=[window_metrics, audience_scores, eligibility, buckets, trend_states],
-    description=description("decisions"),
-    kinds={"duckdb", "polars"},
+    name="rule_stages",
+    can_subset=True,
 )
-def decisions(
+def rule_stages(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource, rules: RulesResource, output: OutputResource
-) -> dg.MaterializeResult:
+):
+    """Every rule stage of the engine (engine.pipeline.RULE_STAGES), each written to its table."""
     cfg = rules.load()
     day = as_of(context)
+    selected = {k.to_user_string() for k in context.selected_asset_keys}
     with duckdb.get_connection() as conn:
-        frame = joined(conn, day, ["audience_scores", "eligibility", "buckets", "trend_states"])
-        out = decide(frame, cfg).with_columns(pl.lit(context.run.run_id).alias("run_id"))
-        # New decisions void what was derived from the old ones: a blocked rerun must not leave
-        # an earlier run's recommendations standing for this date.
-        for table in DERIVED_TABLES:
-            if table_exists(conn, table):
-                conn.execute(f'DELETE FROM "{table}" WHERE decision_date = ?', [day])
-        path = output.path_for(day)
-        if path is not None:
-            path.unlink(missing_ok=True)
-        counts = out.group_by("action").len().sort("action")
-        return write_partition(
-            context,
-            conn,
-            "decisions",
-            out,
-            extra={
-                "config_hash": cfg.config_hash(),
-                "actions": dg.MetadataValue.md(markdown_preview(counts)),
-                **{f"actions/{a}": int(n) for a, n in counts.iter_rows()},
-            },
-            preview_columns=[
-                "adset_id",
-                "bucket",
-                "trend",
-                "matrix_action",
-                "action",
-                "scale_percentage",
-                "confidence",
-                "guardrail",
-            ],
-        )
+        tables = {t: f for t, f in run_rules(rule_inputs(conn, day), cfg).items() if t in selected}
+        if "decisions" in tables:
+            tables["decisions"] = tables["decisions"].with_columns(pl.lit(context.run.run_id).alias("run_id"))
+            # New decisions void what was derived from the old ones: a blocked rerun must not leave
+            # an earlier run's recommendations standing for this date.
+            for table in DERIVED_TABLES:
+                if table_exists(conn, table):
+                    conn.execute(f'DELETE FROM "{table}" WHERE decision_date = ?', [day])
+            path = output.path_for(day)
+            if path is not None:
+                path.unlink(missing_ok=True)
+        for table, frame in tables.items():
+            columns, summary = PREVIEW[table]
+            counts = frame.group_by(summary).len().sort(summary)
+            extra = {f"count_by_{summary}": dg.MetadataValue.md(markdown_preview(counts))}
+            if table == "decisions":
+                extra |= {"config_hash": cfg.config_hash(), **{f"actions/{a}": int(n) for a, n in counts.iter_rows()}}
+            yield write_partition(context, conn, table, frame, extra=extra, preview_columns=columns)
 
 
 @dg.asset_check(
-    asset=decisions,
+    asset="decisions",
     name=GUARDRAIL_CHECK,
     blocking=True,
     pool=POOL,
@@ -146,13 +114,3 @@ def guardrail_check(
     with duckdb.get_connection() as conn:
         rows = load_partition(conn, "decisions", as_of(context))
     return guardrail_result(verify_guardrails(rows, cfg), rows.height)
-
-
-CHECKS = [
-    guardrail_check,
-    doc_tests_check(eligibility, "eligibility"),
-    doc_tests_check(buckets, "buckets"),
-    doc_tests_check(trend_states, "trend_states"),
-    doc_tests_check(decisions, "decisions"),
-]
-ASSETS = [eligibility, buckets, trend_states, decisions]
