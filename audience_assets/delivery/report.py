@@ -1070,6 +1070,67 @@ def _series(frame: pl.DataFrame) -> list[DailyPoint]:
     ]
 
 
+def _account_section(
+    account_id: str,
+    rows: list[Mapping[str, Any]],
+    per_account: pl.DataFrame,
+    adset_series: Mapping[str, list[DailyPoint]],
+    looks: Mapping[str, float | None],
+    last: date,
+) -> AccountSection:
+    """One account's section: its audiences with their series, totals, and the daily account series."""
+    audiences = []
+    for rec in rows:
+        m = rec.get("metrics") or {}
+        fields = {k: rec[k] for k in AudienceRow.model_fields if k in rec}
+        fields.update(
+            roas=m.get("roas"),
+            normalized_roas=m.get("normalized_roas"),
+            spend=m.get("spend"),
+            purchases=m.get("purchases"),
+            lookalike_pct=looks.get(str(rec["audience_id"]), rec.get("lookalike_pct")),
+            daily=adset_series.get(str(rec["audience_id"]), []),
+        )
+        audiences.append(AudienceRow(**fields))
+    acct_days = per_account.filter(pl.col("account_id") == account_id)
+    series: list[DailyPoint] = []
+    if acct_days.height:
+        have = {p.date: p for p in _series(acct_days)}
+        first = min(have)
+        series = [
+            have.get(first + timedelta(days=i))
+            or DailyPoint(date=first + timedelta(days=i), spend=0.0, revenue=0.0, roas=None)
+            for i in range((last - first).days + 1)
+        ]
+
+    def total(key: str) -> float:
+        return sum(float((r.get("metrics") or {}).get(key) or 0.0) for r in rows)
+
+    spend, revenue = total("spend"), total("revenue")
+    windows = {int((r.get("metrics") or {}).get("window_days") or 7) for r in rows}
+    counts = Counter(a.action for a in audiences)
+    return AccountSection(
+        account_id=account_id,
+        currency=str(rows[0].get("currency") or "INR"),
+        window_days=max(windows) if windows else 7,
+        spend=spend,
+        revenue=revenue,
+        roas=revenue / spend if spend > 0 else None,
+        purchases=total("purchases"),
+        counts={a: counts.get(a, 0) for a in ACTION_ORDER},
+        budget_added=sum(
+            a.new_daily_budget - a.current_daily_budget
+            for a in audiences
+            if a.action == "SCALE" and a.new_daily_budget is not None and a.current_daily_budget is not None
+        ),
+        budget_paused=sum(
+            a.current_daily_budget for a in audiences if a.action == "PAUSE" and a.current_daily_budget is not None
+        ),
+        daily=series,
+        audiences=audiences,
+    )
+
+
 def report_data(
     document: Mapping[str, Any],
     daily: pl.DataFrame,
@@ -1117,61 +1178,10 @@ def report_data(
     for rec in recs:
         by_account.setdefault(str(rec["account_id"]), []).append(rec)
 
-    accounts: list[AccountSection] = []
-    for account_id in sorted(by_account):
-        rows = by_account[account_id]
-        audiences = []
-        for rec in rows:
-            m = rec.get("metrics") or {}
-            fields = {k: rec[k] for k in AudienceRow.model_fields if k in rec}
-            fields.update(
-                roas=m.get("roas"),
-                normalized_roas=m.get("normalized_roas"),
-                spend=m.get("spend"),
-                purchases=m.get("purchases"),
-                lookalike_pct=looks.get(str(rec["audience_id"]), rec.get("lookalike_pct")),
-                daily=adset_series.get(str(rec["audience_id"]), []),
-            )
-            audiences.append(AudienceRow(**fields))
-        acct_days = per_account.filter(pl.col("account_id") == account_id)
-        series: list[DailyPoint] = []
-        if acct_days.height:
-            have = {p.date: p for p in _series(acct_days)}
-            first = min(have)
-            series = [
-                have.get(first + timedelta(days=i))
-                or DailyPoint(date=first + timedelta(days=i), spend=0.0, revenue=0.0, roas=None)
-                for i in range((last - first).days + 1)
-            ]
-        spend = sum(float((r.get("metrics") or {}).get("spend") or 0.0) for r in rows)
-        revenue = sum(float((r.get("metrics") or {}).get("revenue") or 0.0) for r in rows)
-        purchases = sum(float((r.get("metrics") or {}).get("purchases") or 0.0) for r in rows)
-        windows = {int((r.get("metrics") or {}).get("window_days") or 7) for r in rows}
-        counts = Counter(a.action for a in audiences)
-        accounts.append(
-            AccountSection(
-                account_id=account_id,
-                currency=str(rows[0].get("currency") or "INR"),
-                window_days=max(windows) if windows else 7,
-                spend=spend,
-                revenue=revenue,
-                roas=revenue / spend if spend > 0 else None,
-                purchases=purchases,
-                counts={a: counts.get(a, 0) for a in ACTION_ORDER},
-                budget_added=sum(
-                    a.new_daily_budget - a.current_daily_budget
-                    for a in audiences
-                    if a.action == "SCALE" and a.new_daily_budget is not None and a.current_daily_budget is not None
-                ),
-                budget_paused=sum(
-                    a.current_daily_budget
-                    for a in audiences
-                    if a.action == "PAUSE" and a.current_daily_budget is not None
-                ),
-                daily=series,
-                audiences=audiences,
-            )
-        )
+    accounts = [
+        _account_section(account_id, by_account[account_id], per_account, adset_series, looks, last)
+        for account_id in sorted(by_account)
+    ]
     return ReportData(
         decision_date=decision,
         generated_at=str(document.get("generated_at") or ""),

@@ -56,11 +56,11 @@ def _no_trend_text(cfg: RulesConfig, late: pl.Expr, early: pl.Expr) -> pl.Expr:
     )
 
 
-def _reasons(cfg: RulesConfig) -> list[pl.Expr]:
-    eligible = pl.col("eligible")
+def _trend_text(cfg: RulesConfig) -> pl.Expr:
+    """What the trend test found, with its figures."""
     late = pl.lit(str((cfg.decision_window_days + 1) // 2))
     early = pl.lit(str(cfg.decision_window_days // 2))
-    trend_text = (
+    return (
         pl.when((pl.col("trend_evidence") == "insufficient") & pl.col("roas_change_z").is_null())
         .then(
             pl.format(
@@ -108,14 +108,21 @@ def _reasons(cfg: RulesConfig) -> list[pl.Expr]:
             )
         )
     )
-    side = (
+
+
+def _side() -> pl.Expr:
+    """The bucket's side of its thresholds, in words."""
+    return (
         pl.when(pl.col("bucket") == "WINNER")
         .then(pl.format("at least {}x", dec(pl.col("winner_threshold"))))
         .when(pl.col("bucket") == "LOSER")
         .then(pl.format("below {}x", dec(pl.col("loser_threshold"))))
         .otherwise(pl.format("between {}x and {}x", dec(pl.col("loser_threshold")), dec(pl.col("winner_threshold"))))
     )
-    loser_data = pl.format(
+
+
+def _loser_data() -> pl.Expr:
+    return pl.format(
         "{} with {} data: spend {} {} {} x target CPA {}",
         pl.col("bucket"),
         pl.when(pl.col("matrix_rule").str.ends_with("ENOUGH_DATA"))
@@ -126,6 +133,12 @@ def _reasons(cfg: RulesConfig) -> list[pl.Expr]:
         dec(pl.col("pause_spend_multiple"), 1),
         money(pl.col("target_cpa")),
     )
+
+
+def _evidence(cfg: RulesConfig) -> list[pl.Expr]:
+    """The figures behind the decision: ROAS against the account, noise filters, bucket, trend, probability."""
+    eligible = pl.col("eligible")
+    side = _side()
     return [
         pl.when(eligible)
         .then(
@@ -154,7 +167,7 @@ def _reasons(cfg: RulesConfig) -> list[pl.Expr]:
                 "{} bucket on the {} thresholds: {} the account average", pl.col("bucket"), pl.col("modifier_key"), side
             )
         ),
-        pl.when(eligible).then(trend_text),
+        pl.when(eligible).then(_trend_text(cfg)),
         pl.when(eligible).then(
             pl.format(
                 "{} probability that true ROAS is {} the account average (confidence {})",
@@ -163,7 +176,15 @@ def _reasons(cfg: RulesConfig) -> list[pl.Expr]:
                 pl.col("confidence"),
             )
         ),
-        pl.when(eligible & (pl.col("bucket") == "LOSER")).then(loser_data),
+        pl.when(eligible & (pl.col("bucket") == "LOSER")).then(_loser_data()),
+    ]
+
+
+def _reasons(cfg: RulesConfig) -> list[pl.Expr]:
+    """Every reason of a decision, in reading order: the evidence, then the rule, gate and guardrail."""
+    eligible = pl.col("eligible")
+    return [
+        *_evidence(cfg),
         pl.when(eligible).then(
             pl.format(
                 "Decision matrix: {} -> {}",

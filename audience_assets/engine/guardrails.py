@@ -202,14 +202,32 @@ def _guardrail_text(cfg: RulesConfig) -> pl.Expr:
 def verify_guardrails(decisions: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
     """Every guardrail violation in a decisions table: one row per (audience, rule)."""
     frame = _limits(decisions, cfg)
-    need = CONFIDENCE_ORDER[cfg.min_confidence_to_act]
+    increase = (
+        pl.when(pl.col("action") == "SCALE")
+        .then(pl.col("new_daily_budget") - pl.col("current_daily_budget"))
+        .otherwise(0.0)
+    )
+    frame = frame.with_columns(increase.sum().over("account_id").alias("_account_increase"))
+    parts = [
+        frame.filter(cond.fill_null(False)).select(
+            "decision_date", "account_id", "adset_id", pl.lit(name).alias("rule"), detail.alias("detail")
+        )
+        for name, cond, detail in _rules(cfg)
+    ]
+    return pl.concat(parts)
+
+
+def _rules(cfg: RulesConfig) -> list[tuple[str, pl.Expr, pl.Expr]]:
+    """(rule, violated when, detail) for every limit the verifier re-applies."""
+    return _scale_rules(cfg) + _action_rules(cfg)
+
+
+def _scale_rules(cfg: RulesConfig) -> list[tuple[str, pl.Expr, pl.Expr]]:
+    """Limits on the size and timing of a budget step."""
     action = pl.col("action")
     pct_col = pl.col("scale_percentage")
     base = pl.col("current_daily_budget")
-    conf_rank = pl.col("confidence").replace_strict(CONFIDENCE_ORDER, default=-1, return_dtype=pl.Int8)
-    increase = pl.when(action == "SCALE").then(pl.col("new_daily_budget") - base).otherwise(0.0)
-    frame = frame.with_columns(increase.sum().over("account_id").alias("_account_increase"))
-    rules: list[tuple[str, pl.Expr, pl.Expr]] = [
+    return [
         ("unknown_action", ~action.is_in(ACTIONS), pl.format("action {} is not allowed", action)),
         (
             "scale_pct_without_scale",
@@ -273,6 +291,15 @@ def verify_guardrails(decisions: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame
             (action == "SCALE") & pl.col("lifetime_budget").is_not_null() & pl.col("daily_budget").is_null(),
             pl.lit("daily budget step on a lifetime-budget ad set"),
         ),
+    ]
+
+
+def _action_rules(cfg: RulesConfig) -> list[tuple[str, pl.Expr, pl.Expr]]:
+    """Limits on every action: pause floor, delivery, eligibility, confidence, the account's daily cap."""
+    need = CONFIDENCE_ORDER[cfg.min_confidence_to_act]
+    action = pl.col("action")
+    conf_rank = pl.col("confidence").replace_strict(CONFIDENCE_ORDER, default=-1, return_dtype=pl.Int8)
+    return [
         (
             "pause_min_spend",
             (action == "PAUSE")
@@ -302,13 +329,6 @@ def verify_guardrails(decisions: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame
             pl.format("account adds {} a day, cap {}", pl.col("_account_increase"), pl.col("account_increase_cap")),
         ),
     ]
-    parts = [
-        frame.filter(cond.fill_null(False)).select(
-            "decision_date", "account_id", "adset_id", pl.lit(name).alias("rule"), detail.alias("detail")
-        )
-        for name, cond, detail in rules
-    ]
-    return pl.concat(parts)
 
 
 def verify_recommendations(recommendations: pl.DataFrame, decisions: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:

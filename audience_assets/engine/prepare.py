@@ -57,6 +57,64 @@ def money_threshold_columns(cfg: RulesConfig) -> list[pl.Expr]:
     return [min_spend.alias("min_spend_acct"), pause_floor.alias("pause_min_spend_acct")]
 
 
+def _benchmarks(account_bench: pl.DataFrame) -> pl.DataFrame:
+    return account_bench.select(
+        "account_id",
+        pl.col("avg_roas").alias("account_avg_roas"),
+        pl.col("derived_cpa"),
+        pl.col("avg_cvr").alias("account_avg_cvr"),
+        pl.col("avg_order_value").alias("account_aov"),
+        pl.col("median_audience_spend"),
+        pl.col("avg_roas_long").alias("account_avg_roas_long"),
+        pl.col("avg_order_value_long").alias("account_aov_long"),
+    )
+
+
+def _campaigns(campaign_bench: pl.DataFrame) -> pl.DataFrame:
+    return campaign_bench.select("account_id", "campaign_id", pl.col("avg_roas").alias("campaign_avg_roas"))
+
+
+def _metadata(metadata: pl.DataFrame) -> pl.DataFrame:
+    """The metadata the rules read; API-only columns are NULL (CBO False) when a source lacks them."""
+
+    def optional(name: str, dtype: pl.DataType, default: object = None) -> pl.Expr:
+        if name in metadata.columns:
+            return pl.col(name).fill_null(default) if default is not None else pl.col(name)
+        return pl.lit(default, dtype).alias(name)
+
+    return metadata.select(
+        "account_id",
+        "adset_id",
+        "audience_type",
+        "lookalike_pct",
+        "source_quality",
+        "launched_on",
+        "daily_budget",
+        "last_budget_change_at",
+        optional("is_cbo", pl.Boolean(), False),
+        optional("lifetime_budget", pl.Float64()),
+        optional("effective_status", pl.Utf8()),
+        optional("learning_stage", pl.Utf8()),
+    )
+
+
+def _engine_changes(history: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    """When the engine itself last scaled each ad set: the moment that run decided (its decision
+    date for rows stored before decided_at was recorded)."""
+    if not history.height:
+        return pl.DataFrame(
+            schema={"account_id": pl.Utf8, "adset_id": pl.Utf8, "last_engine_change_at": pl.Datetime("us")}
+        )
+    engine_time = pl.col("decision_date").cast(pl.Datetime("us"))
+    if "decided_at" in history.columns:
+        engine_time = pl.coalesce(pl.col("decided_at").cast(pl.Datetime("us")), engine_time)
+    return (
+        history.filter((pl.col("decision_date") < as_of) & (pl.col("action") == "SCALE"))
+        .group_by("account_id", "adset_id")
+        .agg(engine_time.max().alias("last_engine_change_at"))
+    )
+
+
 def prepare(
     window: pl.DataFrame,
     account_bench: pl.DataFrame,
@@ -74,51 +132,8 @@ def prepare(
     is capped at the end of that date, so later changes cannot leak into the past. Without it the
     decision is taken at the start of the decision date.
     """
-    acct = account_bench.select(
-        "account_id",
-        pl.col("avg_roas").alias("account_avg_roas"),
-        pl.col("derived_cpa"),
-        pl.col("avg_cvr").alias("account_avg_cvr"),
-        pl.col("avg_order_value").alias("account_aov"),
-        pl.col("median_audience_spend"),
-        pl.col("avg_roas_long").alias("account_avg_roas_long"),
-        pl.col("avg_order_value_long").alias("account_aov_long"),
-    )
-    camp = campaign_bench.select("account_id", "campaign_id", pl.col("avg_roas").alias("campaign_avg_roas"))
-    meta = metadata.select(
-        "account_id",
-        "adset_id",
-        "audience_type",
-        "lookalike_pct",
-        "source_quality",
-        "launched_on",
-        "daily_budget",
-        "last_budget_change_at",
-        pl.col("is_cbo").fill_null(False) if "is_cbo" in metadata.columns else pl.lit(False).alias("is_cbo"),
-        pl.col("lifetime_budget")
-        if "lifetime_budget" in metadata.columns
-        else pl.lit(None, pl.Float64).alias("lifetime_budget"),
-        pl.col("effective_status")
-        if "effective_status" in metadata.columns
-        else pl.lit(None, pl.Utf8).alias("effective_status"),
-        pl.col("learning_stage")
-        if "learning_stage" in metadata.columns
-        else pl.lit(None, pl.Utf8).alias("learning_stage"),
-    )
-    # The engine's own SCALE counts from the moment that run decided (its decision date for rows
-    # stored before decided_at was recorded).
-    engine_time = pl.col("decision_date").cast(pl.Datetime("us"))
-    if "decided_at" in history.columns:
-        engine_time = pl.coalesce(pl.col("decided_at").cast(pl.Datetime("us")), engine_time)
-    last_engine_change = (
-        history.filter((pl.col("decision_date") < as_of) & (pl.col("action") == "SCALE"))
-        .group_by("account_id", "adset_id")
-        .agg(engine_time.max().alias("last_engine_change_at"))
-        if history.height
-        else pl.DataFrame(
-            schema={"account_id": pl.Utf8, "adset_id": pl.Utf8, "last_engine_change_at": pl.Datetime("us")}
-        )
-    )
+    acct, camp, meta = _benchmarks(account_bench), _campaigns(campaign_bench), _metadata(metadata)
+    last_engine_change = _engine_changes(history, as_of)
     start = datetime.combine(as_of, time.min)
     moment = start if decided_at is None else min(decided_at, start + timedelta(days=1))
     decision_time = pl.lit(moment).cast(pl.Datetime("us"))
