@@ -102,7 +102,14 @@ class _ProgressHandler(logging.Handler):
         if kind == "ASSET_MATERIALIZATION":
             mat = event.event_specific_data.materialization
             rows = mat.metadata.get("dagster/row_count")
-            count = f"{rows.value:,} rows" if rows is not None else ""
+            loaded = mat.metadata.get("rows_on_days_loaded")
+            count = (
+                f"{rows.value:,} rows"
+                if rows is not None
+                else f"{loaded.value:,} rows on the days loaded"
+                if loaded is not None
+                else ""
+            )
             say(f"  [{elapsed:5.1f}s] {mat.asset_key.to_user_string():<22} {count}", err=True)
         elif kind == "ASSET_CHECK_EVALUATION":
             ev = event.event_specific_data
@@ -142,7 +149,7 @@ def run_graph(
     as_of: date,
     source: dict[str, Any],
     db: str,
-    output_dir: str = "",
+    output_file: str = "",
     rules_path: str | None = None,
     overrides: dict[str, Any] | None = None,
     quiet: bool = False,
@@ -162,7 +169,7 @@ def run_graph(
             "duckdb": {"config": {"database": db}},
             "source": {"config": source},
             "rules": {"config": {"config_path": rules_path, "overrides_json": json.dumps(overrides or {})}},
-            "output": {"config": {"directory": output_dir}},
+            "output": {"config": {"directory": "", "file": output_file}},
         },
         # Failures reach the user as one clean line (see _user_error), not as Dagster's tracebacks.
         "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
@@ -299,21 +306,48 @@ def _check_out(out: Path) -> None:
         raise CliError(f"--out {out}: no permission to write there (checked before running; nothing was written)")
 
 
-def _export(db: str, day: date, run_id: str, out: Path, top: int) -> dict[str, Any]:
-    """Write --out from this run's own rows of the recommendations table; what the table prints."""
-    from audience_assets.engine.recommend import json_records, recommendation_json, summary_counts
-    from audience_assets.warehouse import connect, write_atomically
+def _partial_path(out: Path) -> Path:
+    """A private file beside --out for this run's JSON (renamed to --out once every check passed)."""
+    return out.with_name(f".{out.name}.{os.getpid()}.partial")
+
+
+def _deliver(partial: Path, out: Path, run_id: str) -> None:
+    """Move this run's JSON to --out, after checking the file is this run's own."""
+    with partial.open(encoding="utf-8") as fh:
+        header = json.loads(fh.readline().rstrip().rstrip("[") + "[]}")
+    if header.get("run_id") != run_id:
+        raise CliError(f"{partial} was not written by this run ({run_id[:8]})", 1)
+    os.replace(partial, out)
+
+
+def _table_data(db: str, day: date, run_id: str, top: int) -> dict[str, Any]:
+    """What the terminal table prints: this run's first `top` recommendations and its summary."""
+    from audience_assets.engine.recommend import json_records
+    from audience_assets.warehouse import connect
 
     with connect(db) as conn:
-        rows = conn.execute("SELECT * FROM recommendations WHERE decision_date = ? ORDER BY rank", [day]).pl()
-    if rows.height == 0 or set(rows["run_id"].unique()) != {run_id}:
-        raise CliError(f"the warehouse {db} does not hold this run's recommendations for {day}", 1)
-    write_atomically(out, recommendation_json(rows, day, datetime.now(UTC).isoformat(timespec="seconds")))
+        head = conn.execute(
+            "SELECT * FROM recommendations WHERE decision_date = ? AND run_id = ? ORDER BY rank LIMIT ?",
+            [day, run_id, top],
+        ).pl()
+        counts = dict(
+            conn.execute(
+                "SELECT action, count(*) FROM recommendations WHERE decision_date = ? AND run_id = ? GROUP BY action",
+                [day, run_id],
+            ).fetchall()
+        )
+        total, eligible, config_hash = conn.execute(
+            "SELECT count(*), count_if(eligible), any_value(config_hash) FROM recommendations "
+            "WHERE decision_date = ? AND run_id = ?",
+            [day, run_id],
+        ).fetchone()
+    summary = {a: int(counts.get(a, 0)) for a in ("SCALE", "HOLD", "PAUSE", "RETEST")}
+    summary |= {"audiences": int(total), "eligible": int(eligible)}
     return {
         "decision_date": day.isoformat(),
-        "config_hash": rows["config_hash"][0],
-        "summary": summary_counts(rows),
-        "recommendations": json_records(rows.head(top)),
+        "config_hash": config_hash,
+        "summary": summary,
+        "recommendations": json_records(head),
     }
 
 
@@ -342,18 +376,25 @@ def _finish(args, as_of: date, source: dict[str, Any]) -> int:
     def waiting(message: str) -> None:
         say(message + " ...", err=True)
 
+    partial = _partial_path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     with warehouse_lock(args.db, f"audience-engine {args.command}", args.lock_timeout, on_wait=waiting):
         if not args.quiet:
             say(f"Materialising the asset graph for decision date {as_of} into {args.db}", err=True)
-        result = run_graph(
-            as_of=as_of,
-            source=source,
-            db=args.db,
-            rules_path=args.config,
-            overrides=_parse_set(args.set or []),
-            quiet=args.quiet,
-        )
-        data = _export(args.db, as_of, result.run_id, out, args.top)
+        try:
+            result = run_graph(
+                as_of=as_of,
+                source=source,
+                db=args.db,
+                output_file=str(partial),
+                rules_path=args.config,
+                overrides=_parse_set(args.set or []),
+                quiet=args.quiet,
+            )
+            _deliver(partial, out, result.run_id)
+        finally:
+            partial.unlink(missing_ok=True)
+        data = _table_data(args.db, as_of, result.run_id, args.top) if not args.quiet else {}
     for note in _notes(result):
         say(note, err=True)
     if not args.quiet:

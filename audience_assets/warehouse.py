@@ -275,23 +275,28 @@ def replace_days(
     conn.register("_days", days.select("account_id", "date").unique())
     conn.execute("BEGIN TRANSACTION")
     try:
-        conn.execute(f"CREATE OR REPLACE TEMP TABLE _new AS {query}")
+        conn.execute(f"CREATE OR REPLACE TEMP VIEW _new AS {query}")
         _ensure_table(conn, table, "_new")
+        # Days already stored are restated: measure them before they are replaced.
         conn.execute(
             f'CREATE OR REPLACE TEMP TABLE _existing AS SELECT DISTINCT account_id, date FROM "{table}" '
             "SEMI JOIN _days USING (account_id, date)"
         )
+        restated_days = conn.execute("SELECT count(*) FROM _existing").fetchone()[0]
         before = conn.execute(f'SELECT {totals} FROM "{table}" SEMI JOIN _existing USING (account_id, date)').fetchone()
-        after = conn.execute(f"SELECT {totals} FROM _new SEMI JOIN _existing USING (account_id, date)").fetchone()
-        restated_days = conn.execute("SELECT count(*) FROM _existing").fetchone()
-        inserted = conn.execute("SELECT count(*) FROM _new").fetchone()[0]
-        conn.execute(
-            f'DELETE FROM "{table}" t WHERE EXISTS '
-            "(SELECT 1 FROM _days d WHERE d.account_id = t.account_id AND d.date = t.date)"
+        if restated_days:
+            conn.execute(
+                f'DELETE FROM "{table}" t WHERE EXISTS '
+                "(SELECT 1 FROM _existing d WHERE d.account_id = t.account_id AND d.date = t.date)"
+            )
+        inserted = conn.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM _new').fetchone()[0]
+        after = (
+            conn.execute(f"SELECT {totals} FROM _new SEMI JOIN _existing USING (account_id, date)").fetchone()
+            if restated_days
+            else (0, 0.0, 0.0, 0.0)
         )
-        conn.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM _new')
         conn.execute("DROP TABLE _existing")
-        conn.execute("DROP TABLE _new")
+        conn.execute("DROP VIEW _new")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -302,7 +307,7 @@ def replace_days(
             conn.unregister("_frame")
     return {
         "days_loaded": days.height,
-        "days_restated": int(restated_days[0]),
+        "days_restated": int(restated_days),
         "rows_replaced": int(before[0]),
         "rows_inserted": int(inserted),
         "restated_spend_delta": round(float(after[1]) - float(before[1]), 2),

@@ -275,7 +275,11 @@ def test_app_secret_adds_appsecret_proof_in_a_run(tmp_path):
     db = tmp_path / "w.duckdb"
     with FakeGraph([inr], app_secret=secret) as fake:
         result = run_meta(
-            db, fake, accounts=[INR], assets=["raw_insights", "stg_insights", "audience_metadata"], app_secret=secret
+            db,
+            fake,
+            accounts=[INR],
+            assets=["raw_insights", "stg_insights", "daily_metrics", "window_metrics", "audience_metadata"],
+            app_secret=secret,
         )
         assert result.success, failure_messages(result)
         assert fake.requests and all(r["appsecret_proof"] == proof for r in fake.requests)

@@ -72,12 +72,24 @@ def doc_check_spec(table: str) -> dg.AssetCheckSpec:
     )
 
 
-def doc_check_result(conn: duckdb.DuckDBPyConnection, table: str, day: date | None = None) -> dg.AssetCheckResult:
-    """The table's generic tests (this decision date's rows, or the whole table) as a WARN result."""
-    if day is None:
+Scope = tuple[str, list[Any]]
+
+
+def days_scope(first: date, last: date) -> Scope:
+    """The rows of the days a load wrote (history already checked stays checked)."""
+    return "date BETWEEN ? AND ?", [first, last]
+
+
+def doc_check_result(
+    conn: duckdb.DuckDBPyConnection, table: str, scope: date | Scope | None = None
+) -> dg.AssetCheckResult:
+    """The table's generic tests as a WARN result, over one decision date's rows, a scope, or the whole table."""
+    if scope is None:
         results = run_generic_tests(conn, table)
+    elif isinstance(scope, date):
+        results = run_generic_tests(conn, table, "decision_date = ?", [scope])
     else:
-        results = run_generic_tests(conn, table, "decision_date = ?", [day])
+        results = run_generic_tests(conn, table, scope[0], scope[1])
     failed = {k: v for k, v in results.items() if v}
     return dg.AssetCheckResult(
         asset_key=table,
@@ -90,10 +102,11 @@ def doc_check_result(conn: duckdb.DuckDBPyConnection, table: str, day: date | No
 
 
 def table_metadata(
-    conn: duckdb.DuckDBPyConnection, table: str, rows: int, extra: dict[str, Any] | None = None
+    conn: duckdb.DuckDBPyConnection, table: str, rows: int | None, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
+    counted = {"dagster/row_count": rows} if rows is not None else {}
     return {
-        "dagster/row_count": rows,
+        **counted,
         "dagster/column_schema": column_schema(conn, table),
         "table": dg.MetadataValue.text(table),
         **(extra or {}),
@@ -103,16 +116,17 @@ def table_metadata(
 def table_result(
     conn: duckdb.DuckDBPyConnection,
     table: str,
-    rows: int,
-    day: date | None,
+    rows: int | None,
+    scope: date | Scope | None,
     extra: dict[str, Any] | None = None,
     preview: pl.DataFrame | None = None,
 ) -> dg.MaterializeResult:
-    """A table's materialisation: row count, column schema, an optional preview and its doc tests."""
+    """A table's materialisation: row count (None: not counted), column schema, an optional preview
+    and its doc tests over `scope`."""
     meta = table_metadata(conn, table, rows, extra)
     if preview is not None:
         meta["preview"] = dg.MetadataValue.md(markdown_preview(preview))
-    return dg.MaterializeResult(asset_key=table, metadata=meta, check_results=[doc_check_result(conn, table, day)])
+    return dg.MaterializeResult(asset_key=table, metadata=meta, check_results=[doc_check_result(conn, table, scope)])
 
 
 def write_partition(
@@ -134,9 +148,13 @@ def load_partition(conn: duckdb.DuckDBPyConnection, table: str, day: date) -> pl
     return conn.execute(f'SELECT * FROM "{table}" WHERE decision_date = ?', [day]).pl()
 
 
-def guardrail_result(violations: pl.DataFrame, checked: int) -> dg.AssetCheckResult:
+def guardrail_result(
+    violations: pl.DataFrame, checked: int, asset: str | None = None, check: str | None = None
+) -> dg.AssetCheckResult:
     """A blocking ERROR check result listing every guardrail violation."""
     return dg.AssetCheckResult(
+        asset_key=asset,
+        check_name=check,
         passed=violations.height == 0,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={

@@ -25,10 +25,15 @@ from audience_assets.warehouse import database_path, open_database, warehouse_lo
 
 class WarehouseResource(DuckDBResource):
     """The DuckDB warehouse: one run at a time holds it (a file lock for the whole run), every
-    connection is closed even when a step raises, and a file that cannot be opened is a clear error."""
+    connection is closed even when a step raises, and a file that cannot be opened is a clear error.
+
+    During a run one anchor connection keeps the database open, so each step's connection is a
+    cheap attach to it rather than a full open and checkpoint; `released()` closes the file while a
+    step waits on the outside world (a Meta pull, a Claude batch), so analysts can read it meanwhile."""
 
     lock_timeout_seconds: float = Field(1800.0, ge=0, description="how long a run waits for another run's lock")
     _lock: Any = PrivateAttr(default=None)
+    _anchor: Any = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         run_id = context.run.run_id if context.run is not None else "unknown"
@@ -41,13 +46,27 @@ class WarehouseResource(DuckDBResource):
         self._lock.__enter__()
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self._close_anchor()
         lock = self._lock
         if lock is not None:
             self._lock = None
             lock.__exit__(None, None, None)
 
+    def _close_anchor(self) -> None:
+        if self._anchor is not None:
+            anchor, self._anchor = self._anchor, None
+            anchor.close()
+
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        """Close the warehouse file for a long wait outside it; the next connection reopens it."""
+        self._close_anchor()
+        yield
+
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self._lock is not None and self._anchor is None and self.database != ":memory:":
+            self._anchor = open_database(self.database)
         conn = open_database(self.database)
         try:
             yield conn
@@ -100,12 +119,16 @@ class SourceResource(dg.ConfigurableResource):
 
 
 class OutputResource(dg.ConfigurableResource):
-    """Where the recommendations JSON of each decision date is written ("" writes none: the CLI
-    writes its own --out from the run's rows)."""
+    """Where the recommendations JSON of each decision date is written: `directory`/recommendations_<date>.json,
+    or exactly `file` when set (the CLI's private path, renamed to --out once every check passed);
+    neither writes none."""
 
     directory: str = "data/recommendations"
+    file: str = ""
 
     def path_for(self, day: date) -> Path | None:
+        if self.file:
+            return Path(self.file)
         if not self.directory:
             return None
         return Path(self.directory) / f"recommendations_{day.isoformat()}.json"

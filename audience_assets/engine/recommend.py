@@ -187,6 +187,7 @@ def recommendation_json(rows: pl.DataFrame, day: date, generated_at: str) -> str
         decision_date=day,
         generated_at=generated_at,
         config_hash=rows["config_hash"][0] if rows.height else "",
+        run_id=rows["run_id"][0] if rows.height and "run_id" in rows.columns else None,
         summary=summary_counts(rows),
         recommendations=[],
     ).model_dump_json()

@@ -119,6 +119,7 @@ class RecommendationFile(BaseModel):
     decision_date: date
     generated_at: str
     config_hash: str
+    run_id: str | None = Field(None, description="the Dagster run that produced the file")
     summary: dict[str, int]
     recommendations: list[Recommendation]
 

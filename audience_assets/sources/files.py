@@ -44,6 +44,7 @@ from audience_assets.sources.validation import (
     check_coverage,
     insight_checks,
     insight_consistency,
+    number,
     q,
     require_columns,
     run_checks,
@@ -163,11 +164,14 @@ def _transcode(path: Path, encoding: str, target: Path) -> None:
 
 
 @contextmanager
-def utf8_copy(path: Path, encoding: str | None) -> Iterator[Path]:
-    """A UTF-8 version of the file: the file itself when it already is, else a temporary copy."""
+def utf8_copy(path: Path, encoding: str | None, check: bool = True) -> Iterator[Path]:
+    """A UTF-8 version of the file: the file itself when it already is, else a temporary copy.
+
+    `check=False` skips the byte-by-byte UTF-8 check (for a reader that fails on bad bytes anyway)."""
     detected = detect_encoding(path, encoding)
     if detected in ("utf-8", "utf-8-sig"):
-        _check_utf8(path)
+        if check:
+            _check_utf8(path)
         yield path
         return
     with tempfile.TemporaryDirectory(prefix="audience-engine-csv-") as tmp:
@@ -177,8 +181,11 @@ def utf8_copy(path: Path, encoding: str | None) -> Iterator[Path]:
 
 
 def _header(text_path: Path) -> str:
-    with text_path.open(encoding="utf-8", newline="") as fh:
-        return fh.readline().lstrip("\ufeff")
+    """The first line only (decoding more could trip on a bad byte further down, which the full
+    check reports with its line)."""
+    with text_path.open("rb") as fh:
+        raw = fh.readline(1 << 20)
+    return raw.decode("utf-8", errors="strict").lstrip("\ufeff")
 
 
 def _split(line: str, delimiter: str) -> list[str]:
@@ -224,9 +231,13 @@ def load_text(
     encoding: str | None = None,
     delimiter: str | None = None,
     expected: tuple[str, ...] = (),
+    optional: tuple[str, ...] = (),
+    numbers: tuple[str, ...] = (),
 ) -> tuple[list[str], int]:
-    """Load a CSV into a temporary table of text columns plus `_row`; (its columns, its rows).
+    """Load a CSV into a temporary table of text columns; (the file's columns, its rows).
 
+    Optional columns the file lacks are added empty; each of `numbers` is also parsed once into
+    `_n_<col>`, in the same pass. A view `<table>_rows` adds `_row` (1 = the first data row).
     An empty file gives no columns. The header's names are trimmed and lower-cased."""
     p = Path(path)
     if not p.is_file():
@@ -245,18 +256,24 @@ def load_text(
         if not names or names == [""]:
             return [], 0
         columns = {f"c{i}": "VARCHAR" for i in range(len(names))}
-        renamed = ", ".join(f"c{i} AS {q(n)}" for i, n in enumerate(names))
+        renamed = [f"c{i} AS {q(n)}" for i, n in enumerate(names)]
+        renamed += [f"NULL::VARCHAR AS {q(c)}" for c in optional if c not in names]
+        present = set(names) | set(optional)
+        parsed = "".join(f", {number(c)} AS {q('_n_' + c)}" for c in numbers if c in present)
         try:
             conn.execute(
-                f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT row_number() OVER () AS _row, {renamed} "
+                f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT *{parsed} FROM (SELECT {', '.join(renamed)} "
                 "FROM read_csv(?, header = true, auto_detect = false, columns = ?, delim = ?, quote = '\"', "
                 f"escape = '\"', strict_mode = true, store_rejects = true, rejects_table = '_rejects_{table}', "
-                f"rejects_scan = '_rejects_scan_{table}', max_line_size = 1048576)",
+                f"rejects_scan = '_rejects_scan_{table}', max_line_size = 1048576))",
                 [str(text_path), columns, delim],
             )
             _rejects_in(conn, table, str(p))
         except duckdb.Error as err:
             raise InputError(f"{p}: not a readable CSV file ({str(err).splitlines()[0]})") from None
+    # A temporary table keeps the file's order (insertion order is preserved), so rowid + 1 is the
+    # data row a person sees in a spreadsheet; a view exposes it as _row without a window function.
+    conn.execute(f"CREATE OR REPLACE TEMP VIEW {table}_rows AS SELECT rowid + 1 AS _row, * FROM {table}")
     rows = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     return names, int(rows)
 
@@ -295,7 +312,7 @@ def read_csv_text(
         columns, _rows = load_text(conn, path, "_text", encoding, delimiter, expected)
         if not columns:
             return pl.DataFrame()
-        return conn.execute("SELECT * EXCLUDE (_row) FROM _text ORDER BY _row").pl()
+        return conn.execute("SELECT * FROM _text ORDER BY rowid").pl()
     finally:
         conn.close()
 
@@ -306,13 +323,17 @@ AUDIENCES_TEXT, AUDIENCES_TYPED = "_audiences_text", "_audiences_typed"
 
 def stage_insights(conn: duckdb.DuckDBPyConnection, path: str, encoding: str | None, delimiter: str | None) -> None:
     """Load, check and type an insights file into the temporary table _insights_typed."""
-    columns, rows = load_text(conn, path, INSIGHTS_TEXT, encoding, delimiter, INSIGHTS_REQUIRED + INSIGHTS_OPTIONAL)
+    columns, rows = load_text(
+        conn, path, INSIGHTS_TEXT, encoding, delimiter, INSIGHTS_REQUIRED + INSIGHTS_OPTIONAL, (), INSIGHT_NUMBERS
+    )
     require_columns(columns, rows, path, INSIGHTS_REQUIRED)
     has_currency = "account_currency" in columns
     problems = Problems(path)
-    run_checks(conn, INSIGHTS_TEXT, insight_checks(has_currency), problems, INSIGHT_NUMBERS)
+    text = f"{INSIGHTS_TEXT}_rows"
+    run_checks(conn, text, insight_checks(has_currency), problems)
     problems.raise_if_any()
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE {INSIGHTS_TYPED} AS {typed_insights_sql(INSIGHTS_TEXT, has_currency)}")
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE {INSIGHTS_TYPED} AS {typed_insights_sql(text, has_currency)}")
+    conn.execute(f"DROP VIEW {text}")
     conn.execute(f"DROP TABLE {INSIGHTS_TEXT}")
     insight_consistency(conn, INSIGHTS_TYPED, problems)
     problems.raise_if_any()
@@ -322,15 +343,17 @@ def stage_audiences(
     conn: duckdb.DuckDBPyConnection, path: str, encoding: str | None = None, delimiter: str | None = None
 ) -> pl.DataFrame:
     """Load, check and type an audiences file into _audiences_typed; also returned as a frame."""
-    columns, rows = load_text(conn, path, AUDIENCES_TEXT, encoding, delimiter, AUDIENCES_REQUIRED + AUDIENCES_OPTIONAL)
+    expected = AUDIENCES_REQUIRED + AUDIENCES_OPTIONAL
+    columns, rows = load_text(
+        conn, path, AUDIENCES_TEXT, encoding, delimiter, expected, AUDIENCES_OPTIONAL, AUDIENCE_NUMBERS
+    )
     require_columns(columns, rows, path, AUDIENCES_REQUIRED)
-    for col in AUDIENCES_OPTIONAL:
-        if col not in columns:
-            conn.execute(f"ALTER TABLE {AUDIENCES_TEXT} ADD COLUMN {q(col)} VARCHAR")
     problems = Problems(path)
-    run_checks(conn, AUDIENCES_TEXT, audience_checks(), problems, AUDIENCE_NUMBERS)
+    text = f"{AUDIENCES_TEXT}_rows"
+    run_checks(conn, text, audience_checks(), problems)
     problems.raise_if_any()
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE {AUDIENCES_TYPED} AS {typed_audiences_sql(AUDIENCES_TEXT)}")
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE {AUDIENCES_TYPED} AS {typed_audiences_sql(text)}")
+    conn.execute(f"DROP VIEW {text}")
     conn.execute(f"DROP TABLE {AUDIENCES_TEXT}")
     audience_duplicates(conn, AUDIENCES_TYPED, problems)
     problems.raise_if_any()
@@ -430,9 +453,14 @@ def decision_rows(insights: pl.DataFrame, audiences: pl.DataFrame, as_of: date, 
 
 
 def _newest_date_column(path: Path, spec: SourceSpec) -> date | None:
-    """The newest date_start, read from that one column; None when the column needs the full checks."""
-    with utf8_copy(path, spec.encoding) as text_path:
-        delim = detect_delimiter(_header(text_path), INSIGHTS_REQUIRED, spec.delimiter, str(path))
+    """The newest date_start, read from that one column; None when the column needs the full checks
+    (DuckDB refuses bad UTF-8 itself, and the full checks then name the byte)."""
+    with utf8_copy(path, spec.encoding, check=False) as text_path:
+        try:
+            header = _header(text_path)
+        except UnicodeDecodeError:
+            return None
+        delim = detect_delimiter(header, INSIGHTS_REQUIRED, spec.delimiter, str(path))
         conn = new_connection()
         try:
             newest, unparsed = conn.execute(

@@ -44,9 +44,14 @@ def number(col: str) -> str:
     return f"(CASE WHEN contains({q(col)}, '_') THEN NULL ELSE TRY_CAST(trim({q(col)}) AS DOUBLE) END)"
 
 
+def parsed_number(col: str) -> str:
+    """The cell as parsed once when the file was loaded (`_n_<col>`)."""
+    return q("_n_" + col)
+
+
 def clean_number(col: str) -> str:
     """A validated number; -0 becomes 0 (a signed zero would print as -0.0 downstream)."""
-    value = number(col)
+    value = parsed_number(col)
     return f"(CASE WHEN {value} = 0 THEN 0.0 ELSE {value} END)"
 
 
@@ -89,18 +94,11 @@ class Problems:
         raise InputError(f"{self.name}: {self.count} problem(s), nothing was loaded:\n  " + "\n  ".join(shown) + tail)
 
 
-def parsed(columns: list[str]) -> str:
-    """Each number column parsed once (`_n_<col>`), so the checks do not parse it again and again."""
-    return ", ".join(f"{number(c)} AS {q('_n_' + c)}" for c in columns)
-
-
-def run_checks(
-    conn: duckdb.DuckDBPyConnection, table: str, checks: list[Check], problems: Problems, numbers: list[str]
-) -> None:
+def run_checks(conn: duckdb.DuckDBPyConnection, table: str, checks: list[Check], problems: Problems) -> None:
     """Count every check in one scan; list the first rows of those that fail."""
     if not checks:
         return
-    source = f"(SELECT *, {parsed(numbers)} FROM {table})" if numbers else table
+    source = table
     counts = conn.execute(
         "SELECT " + ", ".join(f"count_if(coalesce({c.bad}, false))" for c in checks) + f" FROM {source}"
     ).fetchone()
@@ -120,7 +118,7 @@ def run_checks(
 def number_checks(col: str, *, integer: bool = False, optional: bool = False) -> list[Check]:
     """One message per bad cell, naming the first thing wrong with it (never two for one cell).
 
-    The conditions read `_n_<col>` (see `parsed`); the patterns only run on cells that did not parse."""
+    The conditions read `_n_<col>` (parsed once at load); the patterns only run on cells that did not parse."""
     text = f"trim({q(col)})"
     value = q("_n_" + col)
     present = f"NOT {blank(col)}"
@@ -212,8 +210,8 @@ def typed_insights_sql(text_table: str, has_currency: bool) -> str:
                coalesce(adset_name, '') AS adset_name,
                {as_date("date_start")} AS date,
                {clean_number("spend")} AS spend,
-               CAST({number("impressions")} AS BIGINT) AS impressions,
-               CAST({number("clicks")} AS BIGINT) AS clicks,
+               CAST({parsed_number("impressions")} AS BIGINT) AS impressions,
+               CAST({parsed_number("clicks")} AS BIGINT) AS clicks,
                {clean_number("purchases")} AS purchases,
                {clean_number("purchase_value")} AS purchase_value,
                coalesce({currency}, '{DEFAULT_CURRENCY}') AS currency,

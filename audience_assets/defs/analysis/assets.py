@@ -14,7 +14,6 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
-from dagster_duckdb import DuckDBResource
 
 from audience_assets.defs.common import (
     PARTITIONS,
@@ -26,7 +25,7 @@ from audience_assets.defs.common import (
     markdown_preview,
     write_partition,
 )
-from audience_assets.defs.resources import ClaudeResource, RulesResource
+from audience_assets.defs.resources import ClaudeResource, RulesResource, WarehouseResource
 from audience_assets.engine.analysis import (
     Batch,
     actionable,
@@ -175,7 +174,7 @@ def _assess(
 
 
 def run_analysis(
-    context: dg.AssetExecutionContext, duckdb: DuckDBResource, claude: ClaudeResource, extra: list[float]
+    context: dg.AssetExecutionContext, duckdb: WarehouseResource, claude: ClaudeResource, extra: list[float]
 ) -> tuple[pl.DataFrame, Outcome, dict[str, Any]]:
     """Analysis rows for every decision of the partition, with what the run did."""
     day = as_of(context)
@@ -202,7 +201,8 @@ def run_analysis(
         )
         with duckdb.get_connection() as conn:
             cached = llm_cache_get(conn, [b.key for b in batches])
-        outcomes = _ask(claude, system, batches, cached, meta["mode"])
+        with duckdb.released():
+            outcomes = _ask(claude, system, batches, cached, meta["mode"])
         out = _assess(batches, cached, outcomes, extra, meta)
     frame = merge_analysis(
         template_analysis(rows), out.answers, claude.enabled(), meta["prompt_version"], prompt_sha, meta["model"]
@@ -227,7 +227,7 @@ def run_analysis(
     ],
 )
 def analysis(
-    context: dg.AssetExecutionContext, duckdb: DuckDBResource, claude: ClaudeResource, rules: RulesResource
+    context: dg.AssetExecutionContext, duckdb: WarehouseResource, claude: ClaudeResource, rules: RulesResource
 ) -> dg.MaterializeResult:
     started = time.monotonic()
     frame, out, meta = run_analysis(context, duckdb, claude, extra_figures(rules.load()))

@@ -24,6 +24,7 @@ from audience_assets.warehouse import write_atomically
 
 GROUP = "delivery"
 GUARDRAIL_CHECK = "guardrails"
+PREVIEW = ["rank", "audience_name", "action", "scale_percentage", "confidence", "explanation_source", "needs_review"]
 
 
 @dg.asset(
@@ -33,7 +34,15 @@ GUARDRAIL_CHECK = "guardrails"
     deps=["decisions", "analysis"],
     description=description("recommendations"),
     kinds={"duckdb", "json"},
-    check_specs=[doc_check_spec("recommendations")],
+    check_specs=[
+        doc_check_spec("recommendations"),
+        dg.AssetCheckSpec(
+            GUARDRAIL_CHECK,
+            asset="recommendations",
+            blocking=True,
+            description="The stored recommendations carry their decisions' actions and pass every guardrail",
+        ),
+    ],
 )
 def recommendations(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource, output: OutputResource, rules: RulesResource
@@ -55,39 +64,19 @@ def recommendations(
         extra: dict = {f"summary/{k}": v for k, v in summary_counts(rows).items()}
         path = output.path_for(day)
         if path is not None:
-            write_atomically(path, recommendation_json(rows, day, datetime.now(UTC).isoformat(timespec="seconds")))
             extra["json_path"] = dg.MetadataValue.path(str(path))
-        return write_partition(
+        result = write_partition(
             context,
             conn,
             "recommendations",
             rows,
             extra={**extra, "needs_review": int(rows["needs_review"].sum())},
-            preview_columns=[
-                "rank",
-                "audience_name",
-                "action",
-                "scale_percentage",
-                "confidence",
-                "explanation_source",
-                "needs_review",
-            ],
+            preview_columns=PREVIEW,
         )
-
-
-@dg.asset_check(
-    asset="recommendations",
-    name=GUARDRAIL_CHECK,
-    blocking=True,
-    pool=POOL,
-    partitions_def=PARTITIONS,
-    description="The final recommendations carry their decisions' actions and pass every guardrail",
-)
-def recommendations_guardrail_check(
-    context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource, rules: RulesResource
-) -> dg.AssetCheckResult:
-    day = as_of(context)
-    with duckdb.get_connection() as conn:
-        recs = load_partition(conn, "recommendations", day)
-        violations = verify_recommendations(recs, load_partition(conn, "decisions", day), rules.load())
-    return guardrail_result(violations, recs.height)
+        stored = load_partition(conn, "recommendations", day).sort("rank")
+        violations = verify_recommendations(stored, decided, cfg)
+        check = guardrail_result(violations, stored.height, "recommendations", GUARDRAIL_CHECK)
+    # The file is written only from rows that passed the blocking check.
+    if path is not None and not violations.height:
+        write_atomically(path, recommendation_json(stored, day, datetime.now(UTC).isoformat(timespec="seconds")))
+    return result._replace(check_results=[*result.check_results, check])

@@ -14,14 +14,16 @@ from dagster_duckdb import DuckDBResource
 from audience_assets.defs.common import (
     PARTITIONS,
     POOL,
+    Scope,
     as_of,
+    days_scope,
     description,
     doc_check_spec,
     markdown_preview,
     table_result,
     write_partition,
 )
-from audience_assets.defs.resources import MetaResource, RulesResource, SourceResource
+from audience_assets.defs.resources import MetaResource, RulesResource, SourceResource, WarehouseResource
 from audience_assets.sources import (
     AUDIENCE_SCHEMA,
     InputError,
@@ -73,16 +75,17 @@ def _write_frame(conn: duckdb_mod.DuckDBPyConnection, kind: str, frame: pl.DataF
         conn.unregister("_source_rows")
 
 
-def _load_meta(duckdb: DuckDBResource, meta: MetaResource, day: date, lookback_default: int) -> Load:
+def _load_meta(duckdb: WarehouseResource, meta: MetaResource, day: date, lookback_default: int) -> Load:
     with duckdb.get_connection() as conn:
         spans = {a: (first, last) for a, first, last in coverage(conn, RAW, day).iter_rows()}
     # The pull runs with the warehouse closed: an async backfill or a throttle pause can be long.
     client = meta.client()
     lookback = lookback_default if meta.lookback_days is None else meta.lookback_days
     priority = tuple(meta.purchase_action_priority)
-    mx = extract_meta(
-        client, meta.account_list(), day, spans, lookback, meta.initial_days, priority, with_metadata=False
-    )
+    with duckdb.released():
+        mx = extract_meta(
+            client, meta.account_list(), day, spans, lookback, meta.initial_days, priority, with_metadata=False
+        )
     out = Load(
         ", ".join(
             f"{a}: {'full ' + str(meta.initial_days) + ' days' if full else 'lookback ' + str(lookback) + ' days'}"
@@ -139,7 +142,7 @@ def _load_local(conn: duckdb_mod.DuckDBPyConnection, spec: SourceSpec, day: date
 )
 def raw_insights(
     context: dg.AssetExecutionContext,
-    duckdb: DuckDBResource,
+    duckdb: WarehouseResource,
     source: SourceResource,
     rules: RulesResource,
     meta: MetaResource,
@@ -165,7 +168,7 @@ def raw_insights(
     with duckdb.get_connection() as conn:
         conn.execute(raw_table_ddl(RAW))
         total = int(conn.execute(f"SELECT count(*) FROM {RAW}").fetchone()[0])
-        result = table_result(conn, RAW, total, None, figures)
+        result = table_result(conn, RAW, total, loaded_scope(conn), figures)
     if out.failures:
         raise dg.Failure(
             description="Meta accounts failed (the others were saved): "
@@ -177,6 +180,15 @@ def raw_insights(
 
 
 VIEWS = {"stg_insights": "staging/stg_insights", "daily_metrics": "metrics/daily_metrics"}
+
+
+def loaded_scope(conn: duckdb_mod.DuckDBPyConnection) -> Scope | None:
+    """The days of the newest load: what a load's doc tests look at, so their cost does not grow
+    with the stored history (None before anything was loaded)."""
+    first, last = conn.execute(
+        f"SELECT min(date), max(date) FROM {RAW} WHERE loaded_at = (SELECT max(loaded_at) FROM {RAW})"
+    ).fetchone()
+    return days_scope(first, last) if first is not None else None
 
 
 @dg.multi_asset(
@@ -211,8 +223,12 @@ def staging_views(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
             if name not in selected:
                 continue
             create_view(conn, name, model)
-            rows = conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
-            yield table_result(conn, name, int(rows), None, {"sql": dg.MetadataValue.path(f"sql/{model}.sql")})
+            scope = loaded_scope(conn)
+            loaded = (
+                conn.execute(f'SELECT count(*) FROM "{name}" WHERE {scope[0]}', scope[1]).fetchone()[0] if scope else 0
+            )
+            extra = {"sql": dg.MetadataValue.path(f"sql/{model}.sql"), "rows_on_days_loaded": int(loaded)}
+            yield table_result(conn, name, None, scope, extra)
 
 
 def _audiences(spec: SourceSpec, meta: MetaResource, day: date) -> tuple[pl.DataFrame, dict[str, str]]:
@@ -234,23 +250,23 @@ def _audiences(spec: SourceSpec, meta: MetaResource, day: date) -> tuple[pl.Data
     partitions_def=PARTITIONS,
     pool=POOL,
     group_name=GROUP,
-    deps=["stg_insights"],
+    deps=["window_metrics"],
     description=description("audience_metadata"),
     kinds={"duckdb"},
     check_specs=[doc_check_spec("audience_metadata")],
 )
 def audience_metadata(
-    context: dg.AssetExecutionContext, duckdb: DuckDBResource, source: SourceResource, meta: MetaResource
+    context: dg.AssetExecutionContext, duckdb: WarehouseResource, source: SourceResource, meta: MetaResource
 ) -> dg.MaterializeResult:
     day = as_of(context)
     spec = source.spec()
-    audiences, failures = _audiences(spec, meta, day)
+    with duckdb.released():
+        audiences, failures = _audiences(spec, meta, day)
     with duckdb.get_connection() as conn:
+        # The newest names of every ad set with history before the decision date (window_metrics).
         names = conn.execute(
-            """SELECT account_id, adset_id, arg_max(adset_name, date) AS adset_name,
-                      arg_max(campaign_id, date) AS campaign_id, arg_max(campaign_name, date) AS campaign_name,
-                      arg_max(currency, date) AS currency
-               FROM stg_insights WHERE date < ? GROUP BY account_id, adset_id""",
+            """SELECT account_id, adset_id, adset_name, campaign_id, campaign_name, currency
+               FROM window_metrics WHERE decision_date = ?""",
             [day],
         ).pl()
         frame = metadata_snapshot(names, audiences, day, spec.kind)

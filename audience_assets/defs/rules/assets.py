@@ -17,6 +17,7 @@ from audience_assets.defs.common import (
     guardrail_result,
     load_partition,
     markdown_preview,
+    table_result,
     write_partition,
 )
 from audience_assets.defs.resources import OutputResource, RulesResource
@@ -64,53 +65,71 @@ def _specs() -> list[dg.AssetSpec]:
     return specs
 
 
+STAGE_VIEWS = tuple(t for t in RULE_TABLES if t != "decisions")
+
+
+def stage_view(conn: duckdb_mod.DuckDBPyConnection, table: str, columns: list[str]) -> None:
+    """A stage's table as a view of its columns in `decisions` (which keeps the whole trail): the
+    same rows for every decision date, written once."""
+    kind = conn.execute(
+        "SELECT table_type FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'", [table]
+    ).fetchone()
+    if kind and kind[0] == "BASE TABLE":  # stored by an earlier version: decisions holds the same columns
+        conn.execute(f'DROP TABLE "{table}"')
+    cols = ", ".join(f'"{c}"' for c in columns)
+    conn.execute(f'CREATE OR REPLACE VIEW "{table}" AS SELECT {cols} FROM decisions')
+
+
+def _stage_extra(table: str, frame: pl.DataFrame, cfg) -> dict:
+    summary = PREVIEW[table][1]
+    counts = frame.group_by(summary).len().sort(summary)
+    extra = {f"count_by_{summary}": dg.MetadataValue.md(markdown_preview(counts))}
+    if table == "decisions":
+        extra |= {"config_hash": cfg.config_hash(), **{f"actions/{a}": int(n) for a, n in counts.iter_rows()}}
+    return extra
+
+
 @dg.multi_asset(
     specs=_specs(),
-    check_specs=[doc_check_spec(t) for t in RULE_TABLES],
+    check_specs=[
+        *[doc_check_spec(t) for t in RULE_TABLES],
+        dg.AssetCheckSpec(
+            GUARDRAIL_CHECK,
+            asset="decisions",
+            blocking=True,
+            description="Every decision re-verified against the guardrails (from the stored rows, by code that "
+            "shares only the per-row limits with the code that applied them); a violation blocks recommendations",
+        ),
+    ],
     pool=POOL,
     name="rule_stages",
-    can_subset=True,
 )
 def rule_stages(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource, rules: RulesResource, output: OutputResource
 ):
-    """Every rule stage of the engine (engine.pipeline.RULE_STAGES), each written to its table."""
+    """Every rule stage of the engine (engine.pipeline.RULE_STAGES): decisions stored whole, each
+    earlier stage a view of its columns, then the blocking guardrail check on the stored decisions."""
     cfg = rules.load()
     day = as_of(context)
-    selected = {k.to_user_string() for k in context.selected_asset_keys}
     with duckdb.get_connection() as conn:
-        tables = {t: f for t, f in run_rules(rule_inputs(conn, day), cfg).items() if t in selected}
-        if "decisions" in tables:
-            tables["decisions"] = tables["decisions"].with_columns(pl.lit(context.run.run_id).alias("run_id"))
-            # New decisions void what was derived from the old ones: a blocked rerun must not leave
-            # an earlier run's recommendations standing for this date.
-            for table in DERIVED_TABLES:
-                if table_exists(conn, table):
-                    conn.execute(f'DELETE FROM "{table}" WHERE decision_date = ?', [day])
-            path = output.path_for(day)
-            if path is not None:
-                path.unlink(missing_ok=True)
-        for table, frame in tables.items():
-            columns, summary = PREVIEW[table]
-            counts = frame.group_by(summary).len().sort(summary)
-            extra = {f"count_by_{summary}": dg.MetadataValue.md(markdown_preview(counts))}
-            if table == "decisions":
-                extra |= {"config_hash": cfg.config_hash(), **{f"actions/{a}": int(n) for a, n in counts.iter_rows()}}
-            yield write_partition(context, conn, table, frame, extra=extra, preview_columns=columns)
-
-
-@dg.asset_check(
-    asset="decisions",
-    name=GUARDRAIL_CHECK,
-    blocking=True,
-    pool=POOL,
-    partitions_def=PARTITIONS,
-    description="Every decision re-verified against the guardrails; a violation blocks recommendations",
-)
-def guardrail_check(
-    context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource, rules: RulesResource
-) -> dg.AssetCheckResult:
-    cfg = rules.load()
-    with duckdb.get_connection() as conn:
-        rows = load_partition(conn, "decisions", as_of(context))
-    return guardrail_result(verify_guardrails(rows, cfg), rows.height)
+        tables = run_rules(rule_inputs(conn, day), cfg)
+        decided = tables["decisions"].with_columns(pl.lit(context.run.run_id).alias("run_id"))
+        # New decisions void what was derived from the old ones: a blocked rerun must not leave
+        # an earlier run's recommendations standing for this date.
+        for table in DERIVED_TABLES:
+            if table_exists(conn, table):
+                conn.execute(f'DELETE FROM "{table}" WHERE decision_date = ?', [day])
+        path = output.path_for(day)
+        if path is not None:
+            path.unlink(missing_ok=True)
+        stored = write_partition(
+            context, conn, "decisions", decided, _stage_extra("decisions", decided, cfg), PREVIEW["decisions"][0]
+        )
+        for table in STAGE_VIEWS:
+            frame = tables[table]
+            stage_view(conn, table, frame.columns)
+            preview = frame.select(PREVIEW[table][0])
+            yield table_result(conn, table, frame.height, day, _stage_extra(table, frame, cfg), preview)
+        rows = load_partition(conn, "decisions", day)
+        check = guardrail_result(verify_guardrails(rows, cfg), rows.height, "decisions", GUARDRAIL_CHECK)
+        yield stored._replace(check_results=[*stored.check_results, check])
