@@ -66,13 +66,25 @@ def check_database_file(db: str) -> None:
         raise WarehouseError(f"the warehouse folder {path.parent} is a file, not a folder")
 
 
+MEMORY_LIMIT_ENV = "AUDIENCE_ENGINE_DUCKDB_MEMORY"
+
+
+def memory_limit() -> str:
+    """DuckDB's buffer limit for the warehouse: AUDIENCE_ENGINE_DUCKDB_MEMORY, else 512MB. Past it DuckDB
+    spills to disk, so a 3-million-row load stays near 1 GB of memory (measured in the README)."""
+    return os.environ.get(MEMORY_LIMIT_ENV) or "512MB"
+
+
 def open_database(db: str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A connection to the warehouse, or a WarehouseError naming the file and the cause."""
     check_database_file(db)
     if db != ":memory:":
         Path(db).parent.mkdir(parents=True, exist_ok=True)
     try:
-        return duckdb.connect(db, read_only=read_only)
+        conn = duckdb.connect(db, read_only=read_only, config={"memory_limit": memory_limit()})
+        conn.execute("SET TimeZone = 'UTC'")
+        conn.execute("SET enable_progress_bar = false")
+        return conn
     except duckdb.Error as err:
         first = str(err).splitlines()[0]
         raise WarehouseError(f"cannot open the warehouse {db}: {first}", code=1) from None

@@ -36,5 +36,28 @@ def test_recommend_benchmark_runs_end_to_end(tmp_path):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(proc.stdout)
+    [result] = json.loads(proc.stdout)
     assert result["recommendations"] == 60 and result["peak_rss_mb"] > 0
+    assert result["floor_seconds"] > 0 and result["ratio_to_floor"] == round(
+        result["wall_seconds"] / result["floor_seconds"], 1
+    )
+
+
+def test_recommend_benchmark_incremental_mode(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks/bench_recommend.py"),
+            "--audiences",
+            "40",
+            "--incremental",
+            "--keep",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    [result] = json.loads(proc.stdout)
+    assert result["daily_run_on_30_days_seconds"] > 0 and result["daily_run_on_90_days_seconds"] > 0

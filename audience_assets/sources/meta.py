@@ -109,7 +109,13 @@ def insights_frame(rows: list[dict[str, Any]], account_id: str, priority: tuple[
         .join(values, left_on=["_row", "purchase_action_type"], right_on=["_row", "action_type"], how="left")
         .with_columns(pl.col("purchase_value").fill_null(0.0))
     )
-    return out.select(*RAW_COLUMNS, *RAW_INSIGHTS_API).sort("adset_id", "date")
+    # One row per ad-set day: a row the API repeats (a page read twice) keeps its last copy. Files are
+    # checked for duplicates instead, so raw_insights never needs deduplicating.
+    return (
+        out.select(*RAW_COLUMNS, *RAW_INSIGHTS_API)
+        .unique(subset=["account_id", "adset_id", "date"], keep="last", maintain_order=True)
+        .sort("adset_id", "date")
+    )
 
 
 def _json(col: str) -> pl.Expr:

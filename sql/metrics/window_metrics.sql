@@ -1,10 +1,13 @@
 -- Per-audience window metrics as of a decision date ($as_of): only complete days before it.
 -- days_ago = 1 is the day before the decision date. The decision window ($window days) is
 -- split into an early part and a late part ($late_days, the most recent days) for trends.
+-- Only the days the windows need are read, so a daily run costs the same on 30 or 900 days of
+-- history; the first and last spend days come from one narrow aggregate (two columns) over all of it.
 WITH d AS (
     SELECT *, datediff('day', date, $as_of::DATE) AS days_ago
     FROM daily_metrics
     WHERE date < $as_of::DATE
+      AND date >= $as_of::DATE - greatest($window, $long_window, 7)
 ),
 latest AS (
     SELECT
@@ -13,10 +16,14 @@ latest AS (
         arg_max(adset_name, date) AS adset_name,
         arg_max(campaign_id, date) AS campaign_id,
         arg_max(campaign_name, date) AS campaign_name,
-        arg_max(currency, date) AS currency,
-        min(date) FILTER (WHERE spend > 0) AS first_spend_date,
-        max(date) FILTER (WHERE spend > 0) AS last_spend_date
+        arg_max(currency, date) AS currency
     FROM d
+    GROUP BY account_id, adset_id
+),
+spend_days AS (
+    SELECT account_id, adset_id, min(date) AS first_spend_date, max(date) AS last_spend_date
+    FROM daily_metrics
+    WHERE date < $as_of::DATE AND spend > 0
     GROUP BY account_id, adset_id
 ),
 agg AS (
@@ -104,9 +111,10 @@ SELECT
     $long_window::INTEGER AS long_window_days,
     a.spend_long, a.purchases_long, a.revenue_long,
     a.revenue_long / nullif(a.spend_long, 0) AS roas_long,
-    l.first_spend_date,
-    l.last_spend_date
+    s.first_spend_date,
+    s.last_spend_date
 FROM latest l
 JOIN agg a USING (account_id, adset_id)
 LEFT JOIN disp p USING (account_id, adset_id)
+LEFT JOIN spend_days s USING (account_id, adset_id)
 ORDER BY l.account_id, l.adset_id

@@ -1,4 +1,6 @@
--- Typed, deduplicated ad-set days: one row per account, ad set and day (the newest load wins).
+-- Typed ad-set days: one row per account, ad set and day. A load replaces whole (account, day) sets
+-- and writes each key once, so no deduplication is needed here: filters on date reach raw_insights
+-- directly and a daily run's cost does not grow with the stored history.
 SELECT
     account_id,
     campaign_id,
@@ -13,4 +15,3 @@ SELECT
     CAST(purchase_value AS DOUBLE) AS purchase_value,
     currency
 FROM raw_insights
-QUALIFY row_number() OVER (PARTITION BY account_id, adset_id, date ORDER BY loaded_at DESC) = 1

@@ -168,7 +168,14 @@ def raw_insights(
     with duckdb.get_connection() as conn:
         conn.execute(raw_table_ddl(RAW))
         total = int(conn.execute(f"SELECT count(*) FROM {RAW}").fetchone()[0])
-        result = table_result(conn, RAW, total, loaded_scope(conn), figures)
+        scope = (
+            days_scope(
+                date.fromisoformat(out.extra["first_day_loaded"]), date.fromisoformat(out.extra["last_day_loaded"])
+            )
+            if "first_day_loaded" in out.extra
+            else loaded_scope(conn)
+        )
+        result = table_result(conn, RAW, total, scope, figures)
     if out.failures:
         raise dg.Failure(
             description="Meta accounts failed (the others were saved): "
@@ -182,9 +189,16 @@ def raw_insights(
 VIEWS = {"stg_insights": "staging/stg_insights", "daily_metrics": "metrics/daily_metrics"}
 
 
-def loaded_scope(conn: duckdb_mod.DuckDBPyConnection) -> Scope | None:
+def loaded_scope(conn: duckdb_mod.DuckDBPyConnection, instance: dg.DagsterInstance | None = None) -> Scope | None:
     """The days of the newest load: what a load's doc tests look at, so their cost does not grow
-    with the stored history (None before anything was loaded)."""
+    with the stored history (None before anything was loaded). Read from raw_insights' last
+    materialisation when the instance has it, else from the table."""
+    event = instance.get_latest_materialization_event(dg.AssetKey(RAW)) if instance is not None else None
+    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    if "first_day_loaded" in meta and "last_day_loaded" in meta:
+        return days_scope(
+            date.fromisoformat(meta["first_day_loaded"].value), date.fromisoformat(meta["last_day_loaded"].value)
+        )
     first, last = conn.execute(
         f"SELECT min(date), max(date) FROM {RAW} WHERE loaded_at = (SELECT max(loaded_at) FROM {RAW})"
     ).fetchone()
@@ -223,7 +237,7 @@ def staging_views(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
             if name not in selected:
                 continue
             create_view(conn, name, model)
-            scope = loaded_scope(conn)
+            scope = loaded_scope(conn, context.instance)
             loaded = (
                 conn.execute(f'SELECT count(*) FROM "{name}" WHERE {scope[0]}', scope[1]).fetchone()[0] if scope else 0
             )
