@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import anthropic
 import pytest
-from fakes.anthropic_server import (
+
+from audience_assets_tests.fakes.anthropic_server import (
     FakeAnthropic,
     batch_error,
     batch_expired,

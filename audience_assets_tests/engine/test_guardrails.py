@@ -7,9 +7,21 @@ from dataclasses import replace
 
 import polars as pl
 import pytest
-from engine_cases import AS_OF, account, aud, build, config, decide_one, decide_table, prior, rows, run, run_frames
 
 from audience_assets.engine.guardrails import verify_guardrails
+from audience_assets_tests.engine_cases import (
+    AS_OF,
+    account,
+    aud,
+    build,
+    config,
+    decide_one,
+    decide_table,
+    prior,
+    rows,
+    run,
+    run_frames,
+)
 
 WIN = dict(spend=30_000, roas=4.0)  # a HIGH-confidence WINNER+STABLE: SCALE unless a guardrail stops it
 

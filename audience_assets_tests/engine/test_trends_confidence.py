@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from engine_cases import aud, config, decide_one, decide_table, rows, run
+
+from audience_assets_tests.engine_cases import aud, config, decide_one, decide_table, rows, run
 
 # ----------------------------------------------------------------------------- trends
 # id, audience, expected trend, expected trend_evidence

@@ -6,7 +6,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from engine_cases import aud, decide_one, run
 from pydantic import ValidationError
 
 import audience_assets
@@ -18,6 +17,7 @@ from audience_assets.engine.config import (
     load_config,
     to_toml,
 )
+from audience_assets_tests.engine_cases import aud, decide_one, run
 
 RULES_TOML = Path(audience_assets.__file__).resolve().parent / "rules.toml"
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from engine_cases import account, aud, config, decide_one, decide_table, rows, run
+
+from audience_assets_tests.engine_cases import account, aud, config, decide_one, decide_table, rows, run
 
 # Target CPA 2,000 for act_1: a LOSER needs 3 x 2,000 = 6,000 spend before it can be paused.
 PAUSE_CFG = config(target_cpa={"act_1": 2000.0})

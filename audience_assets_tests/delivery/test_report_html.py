@@ -41,9 +41,9 @@ from audience_assets.delivery.report import (
     report_data,
     visible_rows,
 )
-from audience_assets_tests import chromium
-from audience_assets_tests.chromium import is_blank, open_page, screenshot_stats
 from audience_assets_tests.conftest import REPO_ROOT, VENV_BIN
+from audience_assets_tests.delivery import chromium
+from audience_assets_tests.delivery.chromium import is_blank, open_page, screenshot_stats
 
 DEMO_MAX_BYTES = 1_000_000  # the demo (120 audiences) renders to about 0.27 MB
 BIG_AUDIENCES = 2_000

@@ -24,7 +24,7 @@ from audience_assets.sample.scenarios import (
     write_scenario_csvs,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 D = date(2026, 11, 26)  # decision date of the hand-made rows

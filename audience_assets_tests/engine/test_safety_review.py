@@ -6,13 +6,13 @@ from datetime import datetime, timedelta
 
 import polars as pl
 import pytest
-from engine_cases import AS_OF, aud, build, rows
 
 from audience_assets.engine.config import RulesConfig
 from audience_assets.engine.pipeline import run_engine
 from audience_assets.sources import InputError
 from audience_assets.sources.files import read_csv_text
 from audience_assets.sources.meta import audiences_frame
+from audience_assets_tests.engine_cases import AS_OF, aud, build, rows
 
 WIN = dict(spend=30_000, roas=4.0)
 

@@ -7,12 +7,12 @@ from datetime import date
 
 import polars as pl
 import pytest
-from engine_cases import AS_OF, aud, config, rows, run
 from pydantic import ValidationError
 
 from audience_assets.engine.fmt import dec, money, num, pct
 from audience_assets.engine.recommend import METRIC_COLUMNS, to_models, to_recommendations
 from audience_assets.engine.schema import Recommendation, RecommendationFile
+from audience_assets_tests.engine_cases import AS_OF, aud, config, rows, run
 
 CFG = config(target_cpa={"act_1": 2000.0})
 AUDS = [

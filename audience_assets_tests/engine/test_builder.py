@@ -9,7 +9,11 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 import pytest
-from engine_cases import (
+from polars.testing import assert_frame_equal
+
+from audience_assets.engine.config import RulesConfig
+from audience_assets.warehouse import query_model
+from audience_assets_tests.engine_cases import (
     ACCOUNT_SCHEMA,
     AS_OF,
     CAMPAIGN_SCHEMA,
@@ -26,10 +30,6 @@ from engine_cases import (
     derive_account_benchmarks,
     derive_campaign_benchmarks,
 )
-from polars.testing import assert_frame_equal
-
-from audience_assets.engine.config import RulesConfig
-from audience_assets.warehouse import query_model
 
 CFG = RulesConfig()
 AUDS = [

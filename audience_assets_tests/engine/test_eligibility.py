@@ -6,9 +6,9 @@ import math
 
 import polars as pl
 import pytest
-from engine_cases import account, aud, config, decide_one, decide_table, rows, run
 
 from audience_assets.engine.recommend import to_models
+from audience_assets_tests.engine_cases import account, aud, config, decide_one, decide_table, rows, run
 
 NO_META = "no audience metadata: the audience type is unknown"
 NO_BENCH = "account has no revenue in the window, so there is no ROAS benchmark"
