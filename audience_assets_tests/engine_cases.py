@@ -83,6 +83,9 @@ WINDOW_SCHEMA: dict[str, pl.DataType] = {
     "spend_late": pl.Float64,
     "purchases_late": pl.Float64,
     "revenue_late": pl.Float64,
+    "spend_recent": pl.Float64,
+    "purchases_recent": pl.Float64,
+    "revenue_recent": pl.Float64,
     "active_days": pl.Int64,
     "purchase_dispersion": pl.Float64,
     "long_window_days": pl.Int32,
@@ -353,6 +356,10 @@ def window_row(a: Aud, acct: Account, cfg: RulesConfig, as_of: date) -> dict[str
     def tot(series: list[float], lo: int, hi: int) -> float:
         return float(sum(series[lo - 1 : hi]))
 
+    def recent(series: list[float]) -> float:
+        half_life = cfg.evidence_half_life_days
+        return float(sum(series[d - 1] * 0.5 ** ((d - 1) / half_life) for d in range(1, long_days + 1)))
+
     s_w, p_w, r_w = tot(spend, 1, w), tot(purch, 1, w), tot(rev, 1, w)
     s_late, s_early = tot(spend, 1, late), tot(spend, late + 1, w)
     win_days = [d for d in range(1, w + 1) if spend[d - 1] > 0]
@@ -419,6 +426,9 @@ def window_row(a: Aud, acct: Account, cfg: RulesConfig, as_of: date) -> dict[str
         "spend_late": s_late,
         "purchases_late": tot(purch, 1, late),
         "revenue_late": tot(rev, 1, late),
+        "spend_recent": recent(spend),
+        "purchases_recent": recent(purch),
+        "revenue_recent": recent(rev),
         "active_days": len(win_days) if a.active_days is None else a.active_days,
         "purchase_dispersion": dispersion if a.dispersion is None else a.dispersion,
         "long_window_days": long_days,

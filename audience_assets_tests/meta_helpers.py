@@ -243,7 +243,7 @@ def standard_accounts(days: int = 45) -> Setup:
     broad = adset_by_kind(inr, "broad")
     assert "learning_stage_info" not in broad
     make_winner(jpy, cbo, 2.0)
-    make_winner(inr, lifetime, 2.0)
+    make_winner(inr, lifetime, 3.0)  # a custom audience: the marginal ROAS of its next step is 0.65x
     make_winner(inr, learning["id"], 1.8)
     inr_interest = adset_by_kind(inr, "interest")
     inr_interest["daily_budget"] = "500000"

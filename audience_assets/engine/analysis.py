@@ -57,6 +57,9 @@ INPUT_METRICS = {
     "spend_acceleration": "spend_acceleration",
     "dispersion_ratio": "dispersion_ratio",
     "p_true_roas_in_bucket": "p_in_bucket",
+    "p_action_right": "act_probability",
+    "expected_gain": "expected_gain",
+    "expected_loss": "expected_loss",
     "winner_threshold": "winner_threshold",
     "loser_threshold": "loser_threshold",
     "current_daily_budget": "current_daily_budget",
@@ -214,7 +217,17 @@ def cache_key(prompt_version: str, prompt_sha: str, model: str, payload: str) ->
 _NUMBER = re.compile(r"(?<![\d.,])([-+]?)((?:\d[\d,]*)?\.?\d+)")
 _REF = re.compile(r"\ba\d+\b")
 # Metrics that are fractions: an explanation may quote them as percentages (0.23 -> 23%).
-FRACTION_METRICS = {"ctr", "cvr", "roas_change", "spend_acceleration", "p_true_roas_in_bucket", "roas_dod_change"}
+FRACTION_METRICS = {
+    "ctr",
+    "cvr",
+    "roas_change",
+    "spend_acceleration",
+    "p_true_roas_in_bucket",
+    "p_action_right",
+    "expected_gain",
+    "expected_loss",
+    "roas_dod_change",
+}
 
 
 def _decimals(digits: str) -> int:

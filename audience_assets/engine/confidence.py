@@ -20,7 +20,13 @@ from audience_assets.engine.config import RulesConfig
 
 
 def _posterior(
-    frame: pl.DataFrame, cfg: RulesConfig, spend: str, revenue: str, purchases: str, roas: str, aov: str
+    frame: pl.DataFrame,
+    cfg: RulesConfig,
+    spend: str,
+    revenue: str,
+    purchases: str,
+    roas: str,
+    aov: str,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Gamma posterior (shape, rate) of the ROAS ratio to the account, from purchase counts."""
     infl = 1.0 + cfg.order_value_cv**2
@@ -38,6 +44,19 @@ def _posterior(
     # Days that scatter beyond Poisson carry less evidence per purchase (quasi-Poisson).
     phi = frame["overdispersion"].fill_null(1.0).to_numpy() if "overdispersion" in frame.columns else 1.0
     return k + n / (infl * phi), k + expected / (infl * phi)
+
+
+def break_even(a: np.ndarray, b: np.ndarray, t: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For theta ~ Gamma(shape a, rate b): P(theta < t), E[(t - theta)+] and E[(theta - t)+].
+
+    E[theta; theta < t] = (a / b) P(Gamma(a + 1, b) < t), so both partial expectations are closed
+    forms of the regularised incomplete gamma: the gate's figures are exact, not simulated."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p_below = gammainc(a, b * t)
+        mean = a / b
+        shortfall = t * p_below - mean * gammainc(a + 1.0, b * t)
+        excess = mean - t + shortfall
+    return p_below, np.maximum(shortfall, 0.0), np.maximum(excess, 0.0)
 
 
 def score_confidence(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
@@ -61,9 +80,17 @@ def score_confidence(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
             frame, cfg, "spend_long", "revenue_long", "purchases_long", "account_avg_roas_long", "account_aov_long"
         )
         p_long_winner = gammaincc(la, w * lb)
-        post_mean = a / b
+    # Whether to act is judged on recency-weighted evidence (what the audience does now), so an
+    # improving audience is not paused, nor a fading one scaled, on the average of the week.
+    a, b = _posterior(
+        frame, cfg, "spend_recent", "revenue_recent", "purchases_recent", "account_avg_roas", "account_aov"
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = a / b
     frame = frame.with_columns(
-        pl.Series("posterior_roas_ratio", post_mean).fill_nan(None),
+        pl.Series("posterior_shape", a).fill_nan(None),
+        pl.Series("posterior_rate", b).fill_nan(None),
+        pl.Series("posterior_roas_ratio", mean).fill_nan(None),
         pl.Series("p_winner", p_winner).fill_nan(None),
         pl.Series("p_loser", p_loser).fill_nan(None),
         pl.Series("p_in_bucket", p_in).fill_nan(None),

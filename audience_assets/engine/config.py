@@ -60,16 +60,24 @@ class TypeModifier(_Strict):
     budget_ceiling_x_median_spend: float | None = Field(
         None, gt=0, description="no SCALE past this multiple of the account's median daily spend"
     )
+    marginal_roas_factor: float | None = Field(
+        None, gt=0, le=1, description="ROAS of the next budget step as a share of the audience's average (saturation)"
+    )
+    pause_loss_weight: float | None = Field(
+        None, ge=1, description="how much more a wrong PAUSE costs than a missed one"
+    )
     risk_notes: tuple[str, ...] = Field(default=(), description="risks always attached to this type")
 
 
 def _default_modifiers() -> dict[str, TypeModifier]:
     return {
         # Higher spend tolerance, slower pause trigger, lower ROAS threshold.
-        "BROAD": TypeModifier(winner_roas=1.1, loser_roas=0.8, pause_spend_multiple=4.0, decline_z=2.5),
+        "BROAD": TypeModifier(
+            winner_roas=1.1, loser_roas=0.8, pause_spend_multiple=4.0, decline_z=2.5, marginal_roas_factor=0.95
+        ),
         # Lower patience, faster pause when ROAS drops.
-        "INTEREST": TypeModifier(pause_spend_multiple=2.0, decline_z=1.5),
-        "LOOKALIKE": TypeModifier(),
+        "INTEREST": TypeModifier(pause_spend_multiple=2.0, decline_z=1.5, marginal_roas_factor=0.85),
+        "LOOKALIKE": TypeModifier(marginal_roas_factor=0.85),
         # Faster scale (bigger step, shorter cooldown), faster fatigue detection, lower ceiling.
         "LOOKALIKE_1PCT": TypeModifier(
             scale_step_pct=25.0,
@@ -77,12 +85,14 @@ def _default_modifiers() -> dict[str, TypeModifier]:
             cooldown_hours=48.0,
             decline_z=1.5,
             budget_ceiling_x_median_spend=3.0,
+            marginal_roas_factor=0.7,
         ),
         # Lower scale caps, strong creative dependency.
         "CUSTOM": TypeModifier(
             scale_step_pct=20.0,
             max_scale_pct=20.0,
             budget_ceiling_x_median_spend=2.0,
+            marginal_roas_factor=0.65,
             risk_notes=(
                 "Custom audience: results depend strongly on the creative; "
                 "check creative fatigue before changing budget",
@@ -159,9 +169,29 @@ class RulesConfig(_Strict):
     prior_strength: float = Field(
         5.0, gt=0, description="Gamma prior pseudo-purchases shrinking ROAS to the account mean"
     )
+
     confidence_high: float = Field(0.9, gt=0, lt=1)
     confidence_medium: float = Field(0.7, gt=0, lt=1)
-    min_confidence_to_act: str = Field("MEDIUM", pattern="^(HIGH|MEDIUM|LOW)$")
+    min_confidence_to_act: str = Field(
+        "MEDIUM", pattern="^(HIGH|MEDIUM|LOW)$", description="probability that acting is right, as a label"
+    )
+    min_confidence_to_pause: str = Field(
+        "MEDIUM", pattern="^(HIGH|MEDIUM|LOW)$", description="probability that a PAUSE is right, as a label"
+    )
+    # Expected value: act when the expected gain outweighs the weighted expected loss.
+    evidence_half_life_days: float = Field(
+        7.0, gt=0, description="days after which a day's evidence counts half, for the decision to act"
+    )
+    pause_loss_weight: float = Field(
+        7.0, ge=1, description="a wrong PAUSE (a winner switched off, learning lost) weighs this much more"
+    )
+    scale_loss_weight: float = Field(1.0, ge=0, description="weight of a SCALE's expected loss against its gain")
+    pause_average_below_break_even: bool = Field(
+        True, description="an AVERAGE audience (stable or volatile) whose posterior is below 1 is a PAUSE candidate"
+    )
+    marginal_roas_factor: float = Field(
+        1.0, gt=0, le=1, description="ROAS of the next budget step as a share of the audience's average"
+    )
 
     # Guardrails (spec 10)
     scale_step_pct: ScalePct = Field(20.0, description="budget step of a SCALE, within the spec's 20-30")

@@ -135,6 +135,39 @@ def _loser_data() -> pl.Expr:
     )
 
 
+def _value_text() -> pl.Expr:
+    """The expected-value test of a proposed SCALE or PAUSE, with its figures."""
+    scale = pl.col("matrix_action") == "SCALE"
+    right = (
+        pl.when(scale)
+        .then(
+            pl.when(pl.col("marginal_roas_factor") < 1)
+            .then(
+                pl.format(
+                    "true ROAS above {}x the account average, as the next budget earns about {}x the audience's average",
+                    dec(1 / pl.col("marginal_roas_factor")),
+                    dec(pl.col("marginal_roas_factor")),
+                )
+            )
+            .otherwise(pl.lit("true ROAS above the account average"))
+        )
+        .otherwise(pl.lit("true ROAS below the account average, its break-even"))
+    )
+    return pl.format(
+        "{} probability that {} is right ({}); expected {} {}% of {}, against a possible loss of {}% weighted {}x: "
+        "confidence {}",
+        _probability(pl.col("act_probability")),
+        pl.when(scale).then(pl.lit("scaling")).otherwise(pl.lit("pausing")),
+        right,
+        pl.when(scale).then(pl.lit("return above break-even")).otherwise(pl.lit("saving")),
+        dec(pl.col("expected_gain") * 100, 1),
+        pl.when(scale).then(pl.lit("the added budget")).otherwise(pl.lit("its daily spend")),
+        dec(pl.col("expected_loss") * 100, 1),
+        num(pl.col("loss_weight")),
+        pl.col("confidence"),
+    )
+
+
 def _evidence(cfg: RulesConfig) -> list[pl.Expr]:
     """The figures behind the decision: ROAS against the account, noise filters, bucket, trend, probability."""
     eligible = pl.col("eligible")
@@ -168,7 +201,7 @@ def _evidence(cfg: RulesConfig) -> list[pl.Expr]:
             )
         ),
         pl.when(eligible).then(_trend_text(cfg)),
-        pl.when(eligible).then(
+        pl.when(eligible & ~pl.col("matrix_action").is_in(["SCALE", "PAUSE"])).then(
             pl.format(
                 "{} probability that true ROAS is {} the account average (confidence {})",
                 _probability(pl.col("p_in_bucket")),
@@ -176,6 +209,7 @@ def _evidence(cfg: RulesConfig) -> list[pl.Expr]:
                 pl.col("confidence"),
             )
         ),
+        pl.when(eligible & pl.col("matrix_action").is_in(["SCALE", "PAUSE"])).then(_value_text()),
         pl.when(eligible & (pl.col("bucket") == "LOSER")).then(_loser_data()),
     ]
 

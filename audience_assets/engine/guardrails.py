@@ -7,8 +7,10 @@ so a bug in `apply_guardrails` cannot reach an ad account.
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
+from audience_assets.engine.confidence import break_even
 from audience_assets.engine.config import SPEC_COOLDOWN_HOURS, SPEC_SCALE_PCT, RulesConfig
 from audience_assets.engine.decisions import CONFIDENCE_ORDER
 from audience_assets.engine.fmt import floor_money, minor_unit, money, num, pct
@@ -207,7 +209,7 @@ def verify_guardrails(decisions: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame
         .then(pl.col("new_daily_budget") - pl.col("current_daily_budget"))
         .otherwise(0.0)
     )
-    frame = frame.with_columns(increase.sum().over("account_id").alias("_account_increase"))
+    frame = _recheck_value(frame.with_columns(increase.sum().over("account_id").alias("_account_increase")), cfg)
     parts = [
         frame.filter(cond.fill_null(False)).select(
             "decision_date", "account_id", "adset_id", pl.lit(name).alias("rule"), detail.alias("detail")
@@ -215,6 +217,31 @@ def verify_guardrails(decisions: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame
         for name, cond, detail in _rules(cfg)
     ]
     return pl.concat(parts)
+
+
+def _recheck_value(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
+    """The expected-value test re-derived from the stored posterior (not from the stored verdict):
+    `_p_right` and `_worth` for each SCALE and PAUSE as taken."""
+    if frame.height == 0:
+        return frame.with_columns(pl.lit(None, pl.Float64).alias("_p_right"), pl.lit(None, pl.Boolean).alias("_worth"))
+    a = frame["posterior_shape"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    b = frame["posterior_rate"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    factor = per_type_values(frame, cfg, "marginal_roas_factor")
+    pause_weight = per_type_values(frame, cfg, "pause_loss_weight")
+    action = frame["action"].to_numpy()
+    below_1, short_1, excess_1 = break_even(a, b, 1.0)
+    below_s, short_s, excess_s = break_even(a, b, 1.0 / factor)
+    scale, pause = action == "SCALE", action == "PAUSE"
+    p_right = np.select([scale, pause], [1.0 - below_s, below_1], np.nan)
+    worth = np.select(
+        [scale, pause],
+        [
+            factor * excess_s >= cfg.scale_loss_weight * factor * short_s - 1e-12,
+            short_1 >= pause_weight * excess_1 - 1e-12,
+        ],
+        True,
+    )
+    return frame.with_columns(pl.Series("_p_right", p_right).fill_nan(None), pl.Series("_worth", worth))
 
 
 def _rules(cfg: RulesConfig) -> list[tuple[str, pl.Expr, pl.Expr]]:
@@ -294,6 +321,14 @@ def _scale_rules(cfg: RulesConfig) -> list[tuple[str, pl.Expr, pl.Expr]]:
     ]
 
 
+def _needed_probability(cfg: RulesConfig, label: str) -> float:
+    return {"HIGH": cfg.confidence_high, "MEDIUM": cfg.confidence_medium, "LOW": 0.0}[label]
+
+
+def per_type_values(frame: pl.DataFrame, cfg: RulesConfig, name: str) -> np.ndarray:
+    return frame.select(per_type(cfg, name)).to_series().to_numpy()
+
+
 def _action_rules(cfg: RulesConfig) -> list[tuple[str, pl.Expr, pl.Expr]]:
     """Limits on every action: pause floor, delivery, eligibility, confidence, the account's daily cap."""
     need = CONFIDENCE_ORDER[cfg.min_confidence_to_act]
@@ -320,8 +355,34 @@ def _action_rules(cfg: RulesConfig) -> list[tuple[str, pl.Expr, pl.Expr]]:
         ),
         (
             "confidence",
-            action.is_in(["SCALE", "PAUSE", "RETEST"]) & (conf_rank < need),
+            action.is_in(["SCALE", "PAUSE", "RETEST"])
+            & (
+                conf_rank
+                < pl.when(action == "PAUSE")
+                .then(pl.lit(CONFIDENCE_ORDER[cfg.min_confidence_to_pause]))
+                .otherwise(pl.lit(need))
+            ),
             pl.format("{} at confidence {}", action, pl.col("confidence")),
+        ),
+        (
+            "act_probability",
+            action.is_in(["SCALE", "PAUSE"])
+            & (
+                pl.col("_p_right").is_null()
+                | (
+                    pl.col("_p_right")
+                    < pl.when(action == "PAUSE")
+                    .then(_needed_probability(cfg, cfg.min_confidence_to_pause))
+                    .otherwise(_needed_probability(cfg, cfg.min_confidence_to_act))
+                    - 1e-9
+                )
+            ),
+            pl.format("{} with a {} probability of being right", action, pl.col("_p_right")),
+        ),
+        (
+            "expected_value",
+            action.is_in(["SCALE", "PAUSE"]) & ~pl.col("_worth"),
+            pl.format("{} whose expected gain does not outweigh its weighted expected loss", action),
         ),
         (
             "account_daily_cap",

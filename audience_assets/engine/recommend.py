@@ -26,6 +26,9 @@ METRIC_COLUMNS = {
     "roas_change": "roas_change",
     "spend_acceleration": "spend_acceleration",
     "p_true_roas_in_bucket": "p_in_bucket",
+    "p_action_right": "act_probability",
+    "expected_gain": "expected_gain",
+    "expected_loss": "expected_loss",
     "score": "score",
 }
 

@@ -60,6 +60,17 @@ class AudienceMetrics(BaseModel):
     p_true_roas_in_bucket: float | None = Field(
         None, description="posterior probability that true ROAS is on the bucket's side"
     )
+    p_action_right: float | None = Field(
+        None,
+        description="for a proposed SCALE or PAUSE: posterior probability that acting is on the right "
+        "side of break-even (the confidence behind it)",
+    )
+    expected_gain: float | None = Field(
+        None, description="expected gain of the proposed SCALE or PAUSE, as a share of the money it moves"
+    )
+    expected_loss: float | None = Field(
+        None, description="expected loss of the proposed SCALE or PAUSE if it is wrong, same unit"
+    )
     score: float | None
 
 

@@ -63,6 +63,7 @@ def sql_frames() -> dict[str, pl.DataFrame]:
         "window": CFG.decision_window_days,
         "late_days": (CFG.decision_window_days + 1) // 2,
         "long_window": CFG.long_window_days,
+        "half_life": CFG.evidence_half_life_days,
     }
     window = query_model(conn, "metrics/window_metrics", cfg_params)
     conn.register("window_metrics", window.to_arrow())

@@ -32,13 +32,23 @@ MATRIX_CASES = [
     ),
     (
         "average_declining",
-        dict(spend=100_000, roas=2.6, change=-0.4),
+        dict(spend=100_000, roas=2.4, change=-0.4),
         "AVERAGE",
         "DECLINING",
         "AVERAGE+DECLINING",
         "PAUSE",
     ),
     ("average_stable", dict(spend=100_000, roas=2.6), "AVERAGE", "STABLE", "AVERAGE+STABLE", "HOLD"),
+    # Open in the spec, chosen on the decision benchmark: an average audience the posterior puts
+    # below break-even (the account average) on enough spend is a PAUSE candidate.
+    (
+        "average_stable_below_break_even",
+        dict(spend=100_000, roas=2.3),
+        "AVERAGE",
+        "STABLE",
+        "AVERAGE+STABLE_BELOW_BREAK_EVEN",
+        "PAUSE",
+    ),
     (
         "average_volatile",
         dict(spend=100_000, roas=2.6, dispersion=60.0, active_days=7),
@@ -79,6 +89,20 @@ def test_all_rows_of_one_account_in_one_run():
     auds = [aud(case_id, **kwargs) for case_id, kwargs, *_ in MATRIX_CASES]
     decided = rows(run(auds, cfg=PAUSE_CFG)[0])
     assert {c[0]: decided[c[0]]["action"] for c in MATRIX_CASES} == {c[0]: c[5] for c in MATRIX_CASES}
+
+
+def test_average_declining_still_above_break_even_is_held():
+    """The spec's AVERAGE + DECLINING -> PAUSE goes ahead only when pausing is likely right: ROAS 2.6
+    falling 40% is, on the recency-weighted evidence, still about at the account average."""
+    row = decide_one(aud("a", spend=100_000, roas=2.6, change=-0.4), cfg=PAUSE_CFG)
+    assert (row["matrix_rule"], row["matrix_action"], row["action"]) == ("AVERAGE+DECLINING", "PAUSE", "HOLD")
+    assert 0.3 < row["act_probability"] < 0.5
+    assert row["gate_reason"] == "PAUSE held back: confidence LOW is below the MEDIUM needed to act"
+
+
+def test_average_stable_at_break_even_is_held_not_paused():
+    row = decide_one(aud("a", spend=100_000, roas=2.5), cfg=PAUSE_CFG)
+    assert (row["matrix_rule"], row["action"]) == ("AVERAGE+STABLE", "HOLD")
 
 
 def test_winner_declining_carries_a_fatigue_risk():

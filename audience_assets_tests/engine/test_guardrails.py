@@ -23,7 +23,9 @@ from audience_assets_tests.engine_cases import (
     run_frames,
 )
 
-WIN = dict(spend=30_000, roas=4.0)  # a HIGH-confidence WINNER+STABLE: SCALE unless a guardrail stops it
+WIN = dict(
+    spend=30_000, roas=5.0
+)  # a HIGH-confidence (for every type) WINNER+STABLE: SCALE unless a guardrail stops it
 
 
 # ----------------------------------------------------------------------------- scale band
@@ -309,7 +311,7 @@ def test_account_daily_cap_does_not_depend_on_input_row_order():
         (dict(spend=30_000, roas=1.5), None, "PAUSE"),  # default: min_spend (3,000)
         (dict(spend=30_000, roas=1.5), 50_000.0, "HOLD"),
         (dict(spend=30_000, roas=1.5), 30_000.0, "PAUSE"),  # at the minimum is allowed
-        (dict(spend=100_000, roas=2.6, change=-0.4), 150_000.0, "HOLD"),  # AVERAGE+DECLINING
+        (dict(spend=100_000, roas=2.4, change=-0.4), 150_000.0, "HOLD"),  # AVERAGE+DECLINING
     ],
     ids=["default", "under_min", "at_min", "average_declining_under_min"],
 )
@@ -446,15 +448,21 @@ TAMPER_CASES = [
         "scale_ineligible",
         "ineligible",
         dict(action="SCALE", scale_percentage=20, new_daily_budget=3_600.0),
-        {"not_eligible", "confidence"},
+        # the verifier recomputes the odds and the expected value from the stored posterior
+        {"not_eligible", "confidence", "act_probability", "expected_value"},
     ),
-    ("pause_ineligible", "ineligible", dict(action="PAUSE", spend_window=50_000.0), {"not_eligible", "confidence"}),
+    (
+        "pause_ineligible",
+        "ineligible",
+        dict(action="PAUSE", spend_window=50_000.0),
+        {"not_eligible", "confidence", "act_probability", "expected_value"},
+    ),
     ("hold_with_20pct", "hold_low_spend_loser", dict(scale_percentage=20), {"scale_pct_without_scale"}),
     (
         "scale_at_low_confidence",
         "gated",
         dict(action="SCALE", scale_percentage=20, new_daily_budget=3_600.0),
-        {"confidence"},
+        {"confidence", "act_probability"},
     ),
     ("retest_at_low_confidence", "retest", dict(confidence="LOW"), {"confidence"}),
     ("unknown_action", "volatile", dict(action="BOOST"), {"unknown_action"}),

@@ -168,59 +168,128 @@ def test_posterior_figures_are_consistent():
 
 @pytest.mark.parametrize(
     ("p_thresholds", "expected"),
-    [({}, "MEDIUM"), ({"confidence_high": 0.72}, "HIGH"), ({"confidence_medium": 0.8, "confidence_high": 0.95}, "LOW")],
+    [
+        ({}, "MEDIUM"),
+        ({"confidence_high": 0.83}, "HIGH"),
+        ({"confidence_medium": 0.85, "confidence_high": 0.95}, "LOW"),
+    ],
     ids=["default", "lower_high_bar", "higher_bars"],
 )
 def test_confidence_levels_follow_the_config(p_thresholds, expected):
+    """A SCALE's confidence is the probability that scaling is right (the marginal ROAS above
+    break-even), labelled at the configured bars."""
     row = decide_one(aud("a", spend=20_000, roas=3.6, purchases=40), cfg=config(**p_thresholds))
-    assert 0.72 < row["p_in_bucket"] < 0.76
+    assert row["matrix_action"] == "SCALE"
+    assert 0.83 < row["act_probability"] < 0.85
     assert row["confidence"] == expected
 
 
-# id, audience, min_confidence_to_act, matrix action, final action, gate reason
+def test_a_holds_confidence_is_the_probability_of_its_bucket():
+    row = decide_one(aud("a", spend=20_000, roas=2.6, purchases=40), cfg=config(confidence_medium=0.5))
+    assert row["action"] == "HOLD" and row["act_probability"] is None
+    expected = "HIGH" if row["p_in_bucket"] >= 0.9 else "MEDIUM" if row["p_in_bucket"] >= 0.5 else "LOW"
+    assert row["confidence"] == expected
+
+
+# id, audience, config, matrix action, final action, gate reason
 GATE_CASES = [
     (
         "weak_winner_held",
         dict(spend=10_000, roas=3.1),
-        "MEDIUM",
+        dict(min_confidence_to_act="MEDIUM"),
         "SCALE",
         "HOLD",
         "SCALE held back: confidence LOW is below the MEDIUM needed to act",
     ),
-    ("weak_winner_acts_at_low", dict(spend=10_000, roas=3.1), "LOW", "SCALE", "SCALE", None),
     (
-        "weak_loser_held",
+        "weak_winner_acts_at_low",
+        dict(spend=10_000, roas=3.1),
+        dict(min_confidence_to_act="LOW"),
+        "SCALE",
+        "SCALE",
+        None,
+    ),
+    (
+        "likely_loser_not_worth_the_risk",
         dict(spend=10_000, roas=2.1),
-        "MEDIUM",
+        dict(),
+        "PAUSE",
+        "HOLD",
+        "PAUSE held back: the expected gain (15.9% of its daily spend) does not outweigh 7x the expected loss (3.5%)",
+    ),
+    (
+        "likely_loser_paused_at_a_lower_loss_weight",
+        dict(spend=10_000, roas=2.1),
+        dict(pause_loss_weight=4.0),
+        "PAUSE",
+        "PAUSE",
+        None,
+    ),
+    ("clear_loser_paused", dict(spend=10_000, roas=1.8), dict(), "PAUSE", "PAUSE", None),
+    (
+        "clear_loser_held_at_high",
+        dict(spend=10_000, roas=1.8),
+        dict(min_confidence_to_pause="HIGH"),
+        "PAUSE",
+        "HOLD",
+        "PAUSE held back: confidence MEDIUM is below the HIGH needed to act",
+    ),
+    (
+        "volatile_average_below_break_even_held",
+        dict(spend=100_000, roas=2.3, dispersion=60.0, active_days=7),
+        dict(),
         "PAUSE",
         "HOLD",
         "PAUSE held back: confidence LOW is below the MEDIUM needed to act",
     ),
-    ("weak_loser_acts_at_low", dict(spend=10_000, roas=2.1), "LOW", "PAUSE", "PAUSE", None),
     (
         "medium_winner_held_at_high",
         dict(spend=20_000, roas=3.6, purchases=40),
-        "HIGH",
+        dict(min_confidence_to_act="HIGH"),
         "SCALE",
         "HOLD",
         "SCALE held back: confidence MEDIUM is below the HIGH needed to act",
     ),
-    ("medium_winner_acts_at_medium", dict(spend=20_000, roas=3.6, purchases=40), "MEDIUM", "SCALE", "SCALE", None),
-    ("hold_is_never_gated", dict(spend=10_000, roas=2.6), "HIGH", "HOLD", "HOLD", None),
+    (
+        "medium_winner_acts_at_medium",
+        dict(spend=20_000, roas=3.6, purchases=40),
+        dict(min_confidence_to_act="MEDIUM"),
+        "SCALE",
+        "SCALE",
+        None,
+    ),
+    ("hold_is_never_gated", dict(spend=10_000, roas=2.6), dict(min_confidence_to_act="HIGH"), "HOLD", "HOLD", None),
 ]
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "need", "matrix_action", "action", "gate"), [c[1:] for c in GATE_CASES], ids=[c[0] for c in GATE_CASES]
+    ("kwargs", "cfg", "matrix_action", "action", "gate"), [c[1:] for c in GATE_CASES], ids=[c[0] for c in GATE_CASES]
 )
-def test_confidence_gate(kwargs, need, matrix_action, action, gate):
-    row = decide_one(aud("a", **kwargs), cfg=config(min_confidence_to_act=need, target_cpa={"act_1": 1000.0}))
+def test_confidence_gate(kwargs, cfg, matrix_action, action, gate):
+    row = decide_one(aud("a", **kwargs), cfg=config(target_cpa={"act_1": 1000.0}, **cfg))
     assert row["matrix_action"] == matrix_action
     assert row["action"] == action
     assert row["gate_reason"] == gate
     if gate:
         assert gate in row["reasons"]
         assert row["scale_percentage"] == 0
+
+
+def test_the_gate_figures_are_the_posterior_expectations():
+    """act_probability, expected_gain and expected_loss are closed forms of the Gamma posterior:
+    checked here against a Monte Carlo draw of the same posterior."""
+    import numpy as np
+
+    row = decide_one(aud("a", spend=10_000, roas=2.1), cfg=config(target_cpa={"act_1": 1000.0}))
+    theta = np.random.default_rng(7).gamma(row["posterior_shape"], 1 / row["posterior_rate"], 400_000)
+    assert row["act_probability"] == pytest.approx((theta < 1).mean(), abs=0.005)
+    assert row["expected_gain"] == pytest.approx(np.maximum(1 - theta, 0).mean(), rel=0.02)
+    assert row["expected_loss"] == pytest.approx(np.maximum(theta - 1, 0).mean(), rel=0.02)
+    scale = decide_one(aud("b", spend=20_000, roas=3.6, purchases=40))
+    factor = scale["marginal_roas_factor"]
+    theta = np.random.default_rng(8).gamma(scale["posterior_shape"], 1 / scale["posterior_rate"], 400_000)
+    assert scale["act_probability"] == pytest.approx((theta * factor > 1).mean(), abs=0.005)
+    assert scale["expected_gain"] == pytest.approx(np.maximum(theta * factor - 1, 0).mean(), rel=0.02)
 
 
 def test_a_large_change_that_is_not_significant_says_why_it_is_no_trend():

@@ -457,3 +457,22 @@ def test_benchmark_script_help():
         timeout=60,
     )
     assert proc.returncode == 0 and "--seeds" in proc.stdout and "heldout" in proc.stdout
+
+
+def test_engine_beats_both_naive_policies_on_fixed_seeds():
+    """The regression guard on money (issue 9): the first eight tuning seeds through the real CLI.
+    A rule change that makes the engine earn less than the spec's table on 7-day point estimates
+    or a Meta-style 3-day rule, or pause more truly above-average audiences, fails here."""
+    import bench_decisions
+
+    report = bench_decisions.evaluate(list(range(1, 9)), jobs=2)
+    p = report["policies"]
+    engine, spec, meta = p["engine"], p["spec_table_point_estimates"], p["meta_style_rule_3d"]
+    assert engine["pct_of_oracle"] > spec["pct_of_oracle"] and engine["pct_of_oracle"] > meta["pct_of_oracle"], {
+        k: v["pct_of_oracle"] for k, v in p.items()
+    }
+    assert 2 * engine["bad_pauses"] <= spec["bad_pauses"] and engine["bad_pauses"] < meta["bad_pauses"], {
+        k: v["bad_pauses"] for k, v in p.items()
+    }
+    # and far fewer scales of audiences whose next budget earns under the account average
+    assert 2 * engine["bad_scales"] <= spec["bad_scales"], {k: v["bad_scales"] for k, v in p.items()}

@@ -47,6 +47,14 @@ agg AS (
         coalesce(sum(spend) FILTER (WHERE days_ago <= $late_days), 0) AS spend_late,
         coalesce(sum(purchases) FILTER (WHERE days_ago <= $late_days), 0) AS purchases_late,
         coalesce(sum(revenue) FILTER (WHERE days_ago <= $late_days), 0) AS revenue_late,
+        -- Evidence over the long window weighted by recency (half-life $half_life days): what the
+        -- audience does now, on more purchases than one week holds.
+        coalesce(sum(spend * pow(0.5, (days_ago - 1) / $half_life)) FILTER (WHERE days_ago <= $long_window), 0)
+            AS spend_recent,
+        coalesce(sum(purchases * pow(0.5, (days_ago - 1) / $half_life)) FILTER (WHERE days_ago <= $long_window), 0)
+            AS purchases_recent,
+        coalesce(sum(revenue * pow(0.5, (days_ago - 1) / $half_life)) FILTER (WHERE days_ago <= $long_window), 0)
+            AS revenue_recent,
         coalesce(sum(spend) FILTER (WHERE days_ago > $late_days AND days_ago <= $window), 0) AS spend_early,
         coalesce(sum(purchases) FILTER (WHERE days_ago > $late_days AND days_ago <= $window), 0) AS purchases_early,
         coalesce(sum(revenue) FILTER (WHERE days_ago > $late_days AND days_ago <= $window), 0) AS revenue_early,
@@ -106,6 +114,7 @@ SELECT
     (a.spend_late / $late_days) / nullif(a.spend_early / ($window - $late_days), 0) - 1 AS spend_acceleration,
     a.spend_early, a.purchases_early, a.revenue_early,
     a.spend_late, a.purchases_late, a.revenue_late,
+    a.spend_recent, a.purchases_recent, a.revenue_recent,
     a.active_days,
     coalesce(p.purchase_dispersion, 0) AS purchase_dispersion,
     $long_window::INTEGER AS long_window_days,

@@ -58,6 +58,7 @@ def metrics_models(context: dg.AssetExecutionContext, duckdb: DuckDBResource, ru
         "window": window,
         "late_days": (window + 1) // 2,
         "long_window": cfg.long_window_days,
+        "half_life": cfg.evidence_half_life_days,
     }
     with duckdb.get_connection() as conn:
         for name in SQL_MODELS:
