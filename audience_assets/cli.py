@@ -14,11 +14,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from audience_assets.cli_execution import USER_ERRORS as EXECUTION_ERRORS
+from audience_assets.cli_execution import add_commands
 from audience_assets.engine.config import ConfigError, load_config, to_toml
 from audience_assets.engine.schema import recommendation_json_schema_text
 from audience_assets.sources import InputError, SourceSpec
 from audience_assets.terminal import Column, render_table, say, terminal_width
-from audience_assets.warehouse import WarehouseError, check_database_file, database_path, warehouse_lock
+from audience_assets.warehouse import check_database_file, database_path, warehouse_lock
 
 EXIT_INPUT = 2
 EXIT_GUARDRAIL = 3
@@ -201,15 +203,9 @@ def run_graph(
 
 
 def _why(rec: dict[str, Any]) -> str:
-    """The decisive reason: a guardrail or gate that held the action, else the matrix rule."""
-    reasons = rec["reasons"]
-    for r in reasons:
-        if " held" in r:
-            return r
-    for r in reasons:
-        if r.startswith(("Decision matrix:", "Delivery stalled")):
-            return r.replace("Decision matrix: ", "")
-    return reasons[0].replace("Not enough data to decide: ", "not enough data: ") if reasons else ""
+    from audience_assets.engine.recommend import decisive_reason
+
+    return decisive_reason(rec["reasons"])
 
 
 def _fmt(value: float | None, places: int = 2) -> str:
@@ -484,7 +480,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="audience-engine",
-        description="ROAS-first audience recommendations for Meta Ads: runs the Dagster asset graph over DuckDB. Never writes to an ad account.",
+        description="ROAS-first audience recommendations for Meta Ads: runs the Dagster asset graph over DuckDB. "
+        "Writes to an ad account only what a person approved, and only with `execute --apply`.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -538,6 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the JSON Schema of the recommendations file written by recommend and demo.",
     )
     schema.set_defaults(func=cmd_schema)
+    add_commands(sub)
     return parser
 
 
@@ -545,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CliError, InputError, ConfigError, WarehouseError) as err:
+    except (CliError, InputError, ConfigError, *EXECUTION_ERRORS) as err:
         say(f"error: {err}", err=True)
         return getattr(err, "code", EXIT_INPUT)
 

@@ -213,3 +213,11 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
         code = exc.code if isinstance(exc.code, int) else 1
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="session")
+def execution_template(tmp_path_factory):
+    """A warehouse with today's decisions on the execution tests' fake accounts: (path, ids)."""
+    from audience_assets_tests.execution_helpers import make_template
+
+    return make_template(tmp_path_factory.mktemp("execution_template"))

@@ -195,3 +195,30 @@ def test_raw_table_ddl_matches_the_contract(table):
     cols = [r[0] for r in conn.execute(f"DESCRIBE {table}").fetchall()]
     assert cols[: len(RAW_INSIGHTS)] == list(RAW_INSIGHTS)
     assert set(RAW_INSIGHTS_API) <= set(cols)
+
+
+WRITE_METHODS = {"set_daily_budget", "set_status", "duplicate"}
+
+
+def test_only_the_execution_runner_writes_to_meta():
+    """Every write to an ad account goes through `execution/runner.py`, whose every path checks an
+    approval (or, for revert, an applied action) first; nothing else calls the writer's write methods
+    or posts through the SDK."""
+    offenders = []
+    for module, path in _modules().items():
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+                continue
+            name = node.func.attr
+            posts = (
+                name == "call" and node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value == "POST"
+            )
+            if posts and module != "audience_assets.integrations.meta_writer":
+                offenders.append(f"{module} posts through the SDK")
+            if name in WRITE_METHODS and module not in (
+                "audience_assets.execution.runner",
+                "audience_assets.integrations.meta_writer",
+            ):
+                offenders.append(f"{module} calls {name}")
+    assert not offenders, offenders

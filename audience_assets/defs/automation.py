@@ -20,7 +20,8 @@ AUDIENCES_FILE = "audiences.csv"
 # ~4 s apart by the multiprocess executor) would only add start-up time, never parallelism.
 main_job = dg.define_asset_job(
     MAIN_JOB,
-    selection=dg.AssetSelection.all(),
+    # Execution is its own job (execute_approved): the daily run never writes to an ad account.
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets("action_log"),
     executor_def=dg.in_process_executor,
     description="Materialise the whole graph for one decision date: ingest, metrics, rules, recommendations",
 )

@@ -185,6 +185,14 @@ class MetaResource(dg.ConfigurableResource):
             given["attribution_windows"] = tuple(self.attribution_windows)
         return MetaSettings(access_token=self.access_token or "", **given)
 
+    def writer(self):
+        """The SDK session for execution, or None without a token (a dry run then only plans)."""
+        if not self.access_token:
+            return None
+        from audience_assets.integrations.meta_writer import MetaWriter
+
+        return MetaWriter(self.settings())
+
     def client(self):
         """One SDK session per run (the resource lives for one run)."""
         if not self.access_token:
@@ -196,6 +204,25 @@ class MetaResource(dg.ConfigurableResource):
 
             self._client = MetaClient(self.settings())
         return self._client
+
+
+class ExecutionResource(dg.ConfigurableResource):
+    """How approved changes are executed (see engine.execution.ExecutionSettings for the meaning)."""
+
+    approval_ttl_hours: float = Field(24.0, gt=0, description="an approval expires this long after it was given")
+    max_decision_age_days: int = Field(2, ge=0, description="older decisions are refused")
+    breaker_errors: int = Field(3, ge=1, description="rate-limit errors before a run stops writing")
+    writes_enabled: bool = Field(True, description="false stops every write, like AUDIENCE_ENGINE_WRITES=off")
+
+    def settings(self) -> Any:
+        from audience_assets.engine.execution import ExecutionSettings
+
+        return ExecutionSettings(
+            approval_ttl_hours=self.approval_ttl_hours,
+            max_decision_age_days=self.max_decision_age_days,
+            breaker_errors=self.breaker_errors,
+            writes_enabled=self.writes_enabled,
+        )
 
 
 DEFAULT_MODEL = "claude-haiku-5-5"
@@ -269,4 +296,5 @@ def default_resources() -> dict[str, object]:
         "meta": meta_resource_from_env(),
         "claude": claude_resource_from_env(),
         "output": OutputResource(),
+        "execution": ExecutionResource(),
     }

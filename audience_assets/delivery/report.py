@@ -31,6 +31,8 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from audience_assets.engine.recommend import decisive_reason
+
 Action = Literal["SCALE", "HOLD", "PAUSE", "RETEST"]
 Confidence = Literal["HIGH", "MEDIUM", "LOW"]
 
@@ -294,17 +296,6 @@ def type_label(row: AudienceRow) -> str:
     if row.lookalike_pct is not None and math.isfinite(row.lookalike_pct):
         return f"{t} {_pct(row.lookalike_pct)}"
     return t
-
-
-def decisive_reason(reasons: Sequence[str]) -> str:
-    """The reason that decided (as the CLI's 'why'): a guardrail or gate that held, else the matrix rule."""
-    for r in reasons:
-        if " held" in r:
-            return r
-    for r in reasons:
-        if r.startswith(("Decision matrix:", "Delivery stalled")):
-            return r.removeprefix("Decision matrix: ")
-    return reasons[0] if reasons else ""
 
 
 def _is_template_join(explanation: str, reasons: Sequence[str]) -> bool:

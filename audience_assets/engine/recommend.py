@@ -134,6 +134,17 @@ def recommendation_document(rows: pl.DataFrame, day: date, generated_at: str) ->
     )
 
 
+def decisive_reason(reasons: list[str]) -> str:
+    """The one line that decided: a guardrail or gate that held the action, else the matrix rule."""
+    for r in reasons:
+        if " held" in r:
+            return r
+    for r in reasons:
+        if r.startswith(("Decision matrix:", "Delivery stalled")):
+            return r.replace("Decision matrix: ", "")
+    return reasons[0].replace("Not enough data to decide: ", "not enough data: ") if reasons else ""
+
+
 def summary_counts(rows: pl.DataFrame) -> dict[str, int]:
     """Recommendations per action, the number of audiences and how many had enough data."""
     counts = dict(rows.group_by("action").len().iter_rows())

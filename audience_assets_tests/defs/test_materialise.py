@@ -96,7 +96,8 @@ def test_row_count_metadata_matches_the_tables(sample_warehouse):
 
 def test_every_check_ran_and_passed(sample_warehouse):
     evals = check_evaluations(sample_warehouse.result)
-    expected = {(k.asset_key.to_user_string(), k.name) for k in defs.resolve_asset_graph().asset_check_keys}
+    every = {(k.asset_key.to_user_string(), k.name) for k in defs.resolve_asset_graph().asset_check_keys}
+    expected = {(a, name) for a, name in every if a != "action_log"}  # the execute_approved job's, not this job's
     assert set(evals) == expected
     assert ("decisions", "guardrails") in evals
     assert {a for a, name in evals if name == "doc_tests"} >= {"raw_insights", *PARTITIONED}
