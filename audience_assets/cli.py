@@ -16,7 +16,9 @@ from typing import Any
 
 from audience_assets.cli_execution import USER_ERRORS as EXECUTION_ERRORS
 from audience_assets.cli_execution import add_commands
-from audience_assets.engine.config import ConfigError, load_config, to_toml
+from audience_assets.cli_feedback import USER_ERRORS as FEEDBACK_ERRORS
+from audience_assets.cli_feedback import add_commands as add_feedback_commands
+from audience_assets.engine.config import ConfigError, load_config, parse_overrides, to_toml
 from audience_assets.engine.schema import recommendation_json_schema_text
 from audience_assets.sources import InputError, SourceSpec
 from audience_assets.terminal import Column, render_table, say, terminal_width
@@ -53,21 +55,7 @@ def _count(text: str) -> int:
 
 def _parse_set(items: list[str]) -> dict[str, Any]:
     """--set key=value pairs (value parsed as JSON when it can be) into a nested override dict."""
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise CliError(f"--set {item!r}: expected key=value, e.g. min_spend=5000")
-        key, raw = item.split("=", 1)
-        try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return out
+    return parse_overrides(items)
 
 
 def _progress_logger():
@@ -375,6 +363,7 @@ def _finish(args, as_of: date, source: dict[str, Any]) -> int:
     partial = _partial_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with warehouse_lock(args.db, f"audience-engine {args.command}", args.lock_timeout, on_wait=waiting):
+        _decide_history(args, as_of, source)
         if not args.quiet:
             say(f"Materialising the asset graph for decision date {as_of} into {args.db}", err=True)
         try:
@@ -400,6 +389,20 @@ def _finish(args, as_of: date, source: dict[str, Any]) -> int:
         )
         print_table(data, args.top)
     return 0
+
+
+def _decide_history(args, as_of: date, source: dict[str, Any]) -> None:
+    """The weekly decision dates before `as_of` (demo --history-weeks), oldest first, quietly: the days
+    after each are then in the warehouse, so its decisions have outcomes."""
+    weeks = getattr(args, "history_weeks", 0) or 0
+    for k in range(weeks, 0, -1):
+        day = as_of - timedelta(days=7 * k)
+        if not args.quiet:
+            say(f"Deciding the history: {day}", err=True)
+        run_graph(
+            as_of=day, source=source, db=args.db, rules_path=args.config,
+            overrides=_parse_set(args.set or []), quiet=True,
+        )  # fmt: skip
 
 
 def _file_source(args) -> dict[str, Any]:
@@ -518,6 +521,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Materialise the whole graph on the embedded sample account (seeded, INR) and print the ranked recommendations.",
     )
     _add_run_options(demo)
+    demo.add_argument(
+        "--history-weeks",
+        type=_count,
+        default=4,
+        metavar="N",
+        help="first decide the N weekly decision dates before it, so outcomes and replay have a history (default 4; 0: none)",
+    )
     demo.set_defaults(func=cmd_demo)
 
     cfg = sub.add_parser(
@@ -536,6 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     schema.set_defaults(func=cmd_schema)
     add_commands(sub)
+    add_feedback_commands(sub)
     return parser
 
 
@@ -543,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CliError, InputError, ConfigError, *EXECUTION_ERRORS) as err:
+    except (CliError, InputError, ConfigError, *EXECUTION_ERRORS, *FEEDBACK_ERRORS) as err:
         say(f"error: {err}", err=True)
         return getattr(err, "code", EXIT_INPUT)
 

@@ -21,7 +21,21 @@ EXE = VENV_BIN / "audience-engine"
 # ---- --help (as a real subprocess of the installed entry point) ---------------------------
 
 HELP_OPTIONS = {
-    None: ["recommend", "demo", "config", "schema"],
+    None: [
+        "recommend",
+        "demo",
+        "config",
+        "schema",
+        "pending",
+        "approve",
+        "reject",
+        "execute",
+        "actions",
+        "revert",
+        "outcomes",
+        "replay",
+        "feedback",
+    ],
     "recommend": [
         "--source",
         "--insights",
@@ -34,9 +48,18 @@ HELP_OPTIONS = {
         "--top",
         "--quiet",
     ],
-    "demo": ["--as-of", "--config", "--set", "--db", "--out", "--top", "--quiet"],
+    "demo": ["--as-of", "--config", "--set", "--db", "--out", "--top", "--quiet", "--history-weeks"],
     "config": ["--config", "--set"],
     "schema": [],
+    "pending": ["--date", "--db"],
+    "approve": ["--by", "--note", "--all-high", "--date", "--db", "--max-decision-age-days"],
+    "reject": ["--by", "--note", "--date", "--db"],
+    "execute": ["--apply", "--date", "--db", "--max-decision-age-days"],
+    "actions": ["--json", "--date", "--db"],
+    "revert": ["--apply", "--db"],
+    "outcomes": ["--from", "--to", "--horizon", "--json", "--db"],
+    "replay": ["--from", "--to", "--config", "--set", "--json", "--db"],
+    "feedback": ["--from", "--to", "--config", "--json", "--db"],
 }
 
 
@@ -74,7 +97,9 @@ def _run_quietly(argv: list[str]) -> tuple[int, str, str]:
 def demo_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     db, out = root / "demo" / "w.duckdb", root / "demo.json"
-    code, stdout, stderr = _run_quietly(["demo", "--db", str(db), "--out", str(out), "--top", "200"])
+    code, stdout, stderr = _run_quietly(
+        ["demo", "--history-weeks", "0", "--db", str(db), "--out", str(out), "--top", "200"]
+    )
     return code, stdout, stderr, db, out
 
 

@@ -217,7 +217,9 @@ def test_db_that_is_a_directory_or_another_kind_of_file_is_named(tmp_path, capsy
 )
 def test_settings_outside_the_spec_band_are_configuration_errors(tmp_path, capsys, sets, says):
     args = [item for s in sets for item in ("--set", s)]
-    code, _, err = cli(capsys, "demo", "--db", tmp_path / "w.duckdb", "--out", tmp_path / "o.json", *args)
+    code, _, err = cli(
+        capsys, "demo", "--history-weeks", "0", "--db", tmp_path / "w.duckdb", "--out", tmp_path / "o.json", *args
+    )
     assert code == 2, err
     assert says in err
     assert not (tmp_path / "w.duckdb").exists()
@@ -251,7 +253,9 @@ def test_cli_runs_are_recorded_in_the_shared_dagster_instance(tmp_path, capsys, 
     """`make demo` then `make dev` must show the demo's materialisations and passed checks."""
     home = tmp_path / "dagster_home"
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    code, _, err = cli(capsys, "demo", "--db", tmp_path / "w.duckdb", "--out", tmp_path / "o.json", "--quiet")
+    code, _, err = cli(
+        capsys, "demo", "--history-weeks", "0", "--db", tmp_path / "w.duckdb", "--out", tmp_path / "o.json", "--quiet"
+    )
     assert code == 0, err
     assert (home / "dagster.yaml").is_file()
     from audience_assets.definitions import defs
@@ -285,7 +289,9 @@ def test_the_instance_limits_the_duckdb_pool_to_one_run(tmp_path, monkeypatch):
 
 
 def test_json_written_from_the_run_rows_matches_the_warehouse(tmp_path, capsys):
-    code, _, err = cli(capsys, "demo", "--db", tmp_path / "w.duckdb", "--out", tmp_path / "o.json", "--quiet")
+    code, _, err = cli(
+        capsys, "demo", "--history-weeks", "0", "--db", tmp_path / "w.duckdb", "--out", tmp_path / "o.json", "--quiet"
+    )
     assert code == 0, err
     doc = json.loads((tmp_path / "o.json").read_text())
     stored = query(tmp_path / "w.duckdb", "SELECT audience_id, action, run_id FROM recommendations ORDER BY rank")

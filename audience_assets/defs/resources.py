@@ -17,6 +17,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field, PrivateAttr
 
+from audience_assets.engine.analysis import DEFAULT_MODEL
 from audience_assets.engine.config import ConfigError, RulesConfig, load_config
 from audience_assets.sources import SourceSpec
 from audience_assets.sources.meta import DEFAULT_PURCHASE_PRIORITY
@@ -225,7 +226,19 @@ class ExecutionResource(dg.ConfigurableResource):
         )
 
 
-DEFAULT_MODEL = "claude-haiku-5-5"
+class FeedbackResource(dg.ConfigurableResource):
+    """How outcomes are judged (see engine.outcomes.OutcomeSettings); none of it changes a decision."""
+
+    horizons: list[int] = Field(default_factory=lambda: [3, 7], description="days after a decision it is judged over")
+    certainty: float = Field(0.8, gt=0.5, lt=1, description="posterior probability a label needs")
+    maturing_days: int = Field(7, ge=0, description="days a day keeps receiving conversions (attribution window)")
+
+    def settings(self) -> Any:
+        from audience_assets.engine.outcomes import OutcomeSettings
+
+        return OutcomeSettings(
+            horizons=tuple(self.horizons), certainty=self.certainty, maturing_days=self.maturing_days
+        )
 
 
 class ClaudeResource(dg.ConfigurableResource):
@@ -297,4 +310,5 @@ def default_resources() -> dict[str, object]:
         "claude": claude_resource_from_env(),
         "output": OutputResource(),
         "execution": ExecutionResource(),
+        "feedback": FeedbackResource(),
     }

@@ -73,6 +73,9 @@ INPUT_METRICS = {
 NEAR_THRESHOLD = 0.1
 
 
+DEFAULT_MODEL = "claude-haiku-5-5"  # the analysis layers' default Claude model
+
+
 class CitedMetric(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(max_length=64)

@@ -19,7 +19,7 @@ from scipy.special import gammainc, gammaincc
 from audience_assets.engine.config import RulesConfig
 
 
-def _posterior(
+def posterior(
     frame: pl.DataFrame,
     cfg: RulesConfig,
     spend: str,
@@ -61,7 +61,7 @@ def break_even(a: np.ndarray, b: np.ndarray, t: np.ndarray | float) -> tuple[np.
 
 def score_confidence(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
     """Adds posterior figures, `p_in_bucket`, `confidence` and the long-window winner probability."""
-    a, b = _posterior(
+    a, b = posterior(
         frame, cfg, "spend_window", "revenue_window", "purchases_window", "account_avg_roas", "account_aov"
     )
     w = frame["winner_threshold"].to_numpy()
@@ -76,13 +76,13 @@ def score_confidence(frame: pl.DataFrame, cfg: RulesConfig) -> pl.DataFrame:
             [p_winner, p_average, p_loser],
             default=np.nan,
         )
-        la, lb = _posterior(
+        la, lb = posterior(
             frame, cfg, "spend_long", "revenue_long", "purchases_long", "account_avg_roas_long", "account_aov_long"
         )
         p_long_winner = gammaincc(la, w * lb)
     # Whether to act is judged on recency-weighted evidence (what the audience does now), so an
     # improving audience is not paused, nor a fading one scaled, on the average of the week.
-    a, b = _posterior(
+    a, b = posterior(
         frame, cfg, "spend_recent", "revenue_recent", "purchases_recent", "account_avg_roas", "account_aov"
     )
     with np.errstate(invalid="ignore", divide="ignore"):

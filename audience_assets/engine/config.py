@@ -355,3 +355,22 @@ def to_toml(cfg: RulesConfig) -> str:
             key_text = key if key.replace("_", "").isalnum() else json.dumps(key)
             lines.append(f"{key_text} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`key=value` pairs (a value is parsed as JSON when it can be; dots nest) into an override dict."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. min_spend=5000")
+        key, raw = item.split("=", 1)
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out

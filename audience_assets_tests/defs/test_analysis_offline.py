@@ -105,7 +105,11 @@ def csv_pair(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.mark.parametrize("command", ["demo", "recommend"])
 def test_cli_with_a_key_and_without_gives_the_same_actions(tmp_path, csv_pair, command):
     ins, aud = csv_pair
-    args = ["demo"] if command == "demo" else ["recommend", "--insights", str(ins), "--audiences", str(aud)]
+    args = (
+        ["demo", "--history-weeks", "0"]
+        if command == "demo"
+        else ["recommend", "--insights", str(ins), "--audiences", str(aud)]
+    )
     outputs = {}
     with FakeAnthropic(responder()) as fake:
         for label, extra in (

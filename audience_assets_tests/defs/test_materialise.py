@@ -38,6 +38,8 @@ PARTITIONED = (
 VIEWS = ("stg_insights", "daily_metrics")
 # Rule stages stored once, in decisions (the whole trail); each earlier stage is a view of its columns.
 STAGE_VIEWS = ("eligibility", "buckets", "trend_states")
+# Outcomes need days after a decision (audience_assets_tests/feedback tests them on a history).
+JUDGED_LATER = ("outcomes", "rule_scorecard")
 
 
 def job_asset_keys() -> set[str]:
@@ -58,6 +60,8 @@ def test_every_table_and_view_exists_with_rows(sample_warehouse):
     rel = relations(db)
     for name in job_asset_keys():
         assert name in rel, f"{name} missing from the warehouse"
+        if name in JUDGED_LATER:  # one decision date and no days after it: nothing to judge yet
+            continue
         assert scalar(db, f'SELECT count(*) FROM "{name}"') > 0, f"{name} is empty"
     for view in VIEWS:
         assert rel[view] == "VIEW"
@@ -214,7 +218,7 @@ def test_every_materialisation_carries_column_schema_and_row_count(sample_wareho
         meta = raw_materialisation_metadata(sample_warehouse.result, name)
         count = "rows_on_days_loaded" if name in VIEWS else "dagster/row_count"
         assert count in meta, name
-        assert meta[count].value > 0, name
+        assert meta[count].value > 0 or name in JUDGED_LATER, name
         schema = meta["dagster/column_schema"].value
         assert isinstance(schema, dg.TableSchema), name
         assert [c.name for c in schema.columns] == cols[name], name

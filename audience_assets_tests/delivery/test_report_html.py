@@ -207,7 +207,7 @@ def demo(tmp_path_factory):
     env = {**os.environ, "DAGSTER_HOME": str(root / "dagster")}
     (root / "dagster").mkdir()
     proc = subprocess.run(
-        [*_cli(), "demo", "--db", str(db), "--out", str(out), "--quiet"],
+        [*_cli(), "demo", "--history-weeks", "0", "--db", str(db), "--out", str(out), "--quiet"],
         cwd=root,
         env=env,
         capture_output=True,

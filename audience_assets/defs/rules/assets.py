@@ -24,6 +24,7 @@ from audience_assets.defs.resources import OutputResource, RulesResource
 from audience_assets.engine.guardrails import verify_guardrails
 from audience_assets.engine.pipeline import RULE_STAGES, RULE_TABLES, run_rules
 from audience_assets.engine.prepare import KEYS
+from audience_assets.feedback import record_config
 from audience_assets.warehouse import table_exists
 
 GROUP = "rules"
@@ -122,6 +123,7 @@ def rule_stages(
         path = output.path_for(day)
         if path is not None:
             path.unlink(missing_ok=True)
+        record_config(conn, cfg)  # the full rules behind the hash, for replay
         stored = write_partition(
             context, conn, "decisions", decided, _stage_extra("decisions", decided, cfg), PREVIEW["decisions"][0]
         )

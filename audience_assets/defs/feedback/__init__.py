@@ -1,0 +1,1 @@
+"""Feedback layer: outcomes of decisions and the rule scorecard."""
