@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from audience_assets.cli_execution import USER_ERRORS as EXECUTION_ERRORS
+from audience_assets.cli_delivery import add_commands as add_delivery_commands
 from audience_assets.cli_execution import add_commands
 from audience_assets.cli_feedback import USER_ERRORS as FEEDBACK_ERRORS
 from audience_assets.cli_feedback import add_commands as add_feedback_commands
@@ -547,6 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(func=cmd_schema)
     add_commands(sub)
     add_feedback_commands(sub)
+    add_delivery_commands(sub)
     return parser
 
 
