@@ -14,8 +14,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from audience_assets.cli_execution import USER_ERRORS as EXECUTION_ERRORS
 from audience_assets.cli_delivery import add_commands as add_delivery_commands
+from audience_assets.cli_execution import USER_ERRORS as EXECUTION_ERRORS
 from audience_assets.cli_execution import add_commands
 from audience_assets.cli_feedback import USER_ERRORS as FEEDBACK_ERRORS
 from audience_assets.cli_feedback import add_commands as add_feedback_commands
