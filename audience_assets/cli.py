@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from audience_assets.cli_delivery import USER_ERRORS as DELIVERY_ERRORS
 from audience_assets.cli_delivery import add_commands as add_delivery_commands
 from audience_assets.cli_execution import USER_ERRORS as EXECUTION_ERRORS
 from audience_assets.cli_execution import add_commands
@@ -141,6 +142,8 @@ def run_graph(
     source: dict[str, Any],
     db: str,
     output_file: str = "",
+    report_file: str = "",
+    json_label: str = "",
     rules_path: str | None = None,
     overrides: dict[str, Any] | None = None,
     quiet: bool = False,
@@ -160,7 +163,15 @@ def run_graph(
             "duckdb": {"config": {"database": db}},
             "source": {"config": source},
             "rules": {"config": {"config_path": rules_path, "overrides_json": json.dumps(overrides or {})}},
-            "output": {"config": {"directory": "", "file": output_file}},
+            "output": {
+                "config": {
+                    "directory": "",
+                    "file": output_file,
+                    "reports_directory": "",
+                    "report_file": report_file,
+                    "json_label": json_label,
+                }
+            },
         },
         # Failures reach the user as one clean line (see _user_error), not as Dagster's tracebacks.
         "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
@@ -363,6 +374,7 @@ def _finish(args, as_of: date, source: dict[str, Any]) -> int:
 
     partial = _partial_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    report = Path(args.report) if getattr(args, "report", None) else out.parent / "reports" / f"report_{as_of}.html"
     with warehouse_lock(args.db, f"audience-engine {args.command}", args.lock_timeout, on_wait=waiting):
         _decide_history(args, as_of, source)
         if not args.quiet:
@@ -373,6 +385,8 @@ def _finish(args, as_of: date, source: dict[str, Any]) -> int:
                 source=source,
                 db=args.db,
                 output_file=str(partial),
+                report_file=str(report),
+                json_label=str(out),
                 rules_path=args.config,
                 overrides=_parse_set(args.set or []),
                 quiet=args.quiet,
@@ -385,7 +399,8 @@ def _finish(args, as_of: date, source: dict[str, Any]) -> int:
         say(note, err=True)
     if not args.quiet:
         say(
-            f"Done in {time.monotonic() - t0:.1f}s; recommendations written to {out} (run {result.run_id[:8]})\n",
+            f"Done in {time.monotonic() - t0:.1f}s; recommendations written to {out} (run {result.run_id[:8]})\n"
+            f"Report: {report}  (open it in a browser)\n",
             err=True,
         )
         print_table(data, args.top)
@@ -470,6 +485,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "runs on one warehouse take turns (a lock file <db>.lock beside it)",
     )
     p.add_argument("--out", default=DEFAULT_OUT, help=f"recommendations JSON to write (default {DEFAULT_OUT})")
+    p.add_argument(
+        "--report",
+        help="the HTML report to write (default: reports/report_<date>.html beside --out, e.g. data/reports/)",
+    )
     p.add_argument("--top", type=_count, default=40, help="rows of the ranked table to print (default 40; 0 = none)")
     p.add_argument("--quiet", action="store_true", help="no progress and no table; just write the JSON")
     p.add_argument(
@@ -502,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.add_argument(
         "--insights",
-        help="insights CSV: date_start, account_id, campaign_id, campaign_name, adset_id, adset_name, spend, impressions, clicks, purchases, purchase_value [, account_currency]",
+        help="insights CSV: date_start, account_id, campaign_id, campaign_name, adset_id, adset_name, spend, impressions, clicks, purchases, purchase_value [, account_currency]; or an Ads Manager export (ad-set level, by day; CSV or .xlsx)",
     )
     rec.add_argument(
         "--audiences",
@@ -556,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CliError, InputError, ConfigError, *EXECUTION_ERRORS, *FEEDBACK_ERRORS) as err:
+    except (CliError, InputError, ConfigError, *EXECUTION_ERRORS, *FEEDBACK_ERRORS, *DELIVERY_ERRORS) as err:
         say(f"error: {err}", err=True)
         return getattr(err, "code", EXIT_INPUT)
 

@@ -48,7 +48,7 @@ HELP_OPTIONS = {
         "--top",
         "--quiet",
     ],
-    "demo": ["--as-of", "--config", "--set", "--db", "--out", "--top", "--quiet", "--history-weeks"],
+    "demo": ["--as-of", "--config", "--set", "--db", "--out", "--report", "--top", "--quiet", "--history-weeks"],
     "config": ["--config", "--set"],
     "schema": [],
     "pending": ["--date", "--db"],
@@ -60,6 +60,10 @@ HELP_OPTIONS = {
     "outcomes": ["--from", "--to", "--horizon", "--json", "--db"],
     "replay": ["--from", "--to", "--config", "--set", "--json", "--db"],
     "feedback": ["--from", "--to", "--config", "--json", "--db"],
+    "report": ["--date", "--out", "--db"],
+    "notify": ["--date", "--report", "--db"],
+    "slack-app": ["--host", "--port", "--db", "--max-decision-age-days"],
+    "mcp": ["--db"],
 }
 
 

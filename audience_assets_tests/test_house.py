@@ -222,3 +222,17 @@ def test_only_the_execution_runner_writes_to_meta():
             ):
                 offenders.append(f"{module} calls {name}")
     assert not offenders, offenders
+
+
+def test_duckdb_and_its_extension_packages_are_pinned_together():
+    """The duckdb-extension-* packages are built for one DuckDB version: the pin and the installed
+    packages must agree, or an extension would fail to load at run time (never downloaded)."""
+    import re
+    from importlib.metadata import version
+
+    pyproject = (PACKAGE.parent / "pyproject.toml").read_text()
+    pins = dict(re.findall(r'"(duckdb(?:-extension-[a-z]+)?)==([0-9.]+)"', pyproject))
+    assert "duckdb" in pins and any(k.startswith("duckdb-extension-") for k in pins), pins
+    assert set(pins.values()) == {duckdb.__version__}, (pins, duckdb.__version__)
+    for package in pins:
+        assert version(package) == duckdb.__version__, package

@@ -126,6 +126,9 @@ class OutputResource(dg.ConfigurableResource):
 
     directory: str = "data/recommendations"
     file: str = ""
+    reports_directory: str = Field("data/reports", description="the HTML report of each decision date; empty: none")
+    report_file: str = Field("", description="exactly this report path (the CLI's)")
+    json_label: str = Field("", description="how the report names the JSON file (default: its path)")
 
     def path_for(self, day: date) -> Path | None:
         if self.file:
@@ -133,6 +136,13 @@ class OutputResource(dg.ConfigurableResource):
         if not self.directory:
             return None
         return Path(self.directory) / f"recommendations_{day.isoformat()}.json"
+
+    def report_path_for(self, day: date) -> Path | None:
+        if self.report_file:
+            return Path(self.report_file)
+        if not self.reports_directory:
+            return None
+        return Path(self.reports_directory) / f"report_{day.isoformat()}.html"
 
 
 class MetaResource(dg.ConfigurableResource):
@@ -226,6 +236,25 @@ class ExecutionResource(dg.ConfigurableResource):
         )
 
 
+class SlackResource(dg.ConfigurableResource):
+    """Where the digest goes: an incoming webhook, or a bot token and channel (needed for the Approve /
+    Reject buttons). Secrets from EnvVar; not configured, nothing is posted."""
+
+    webhook_url: str | None = Field(None, description="EnvVar SLACK_WEBHOOK_URL")
+    bot_token: str | None = Field(None, description="EnvVar SLACK_BOT_TOKEN (xoxb-...)")
+    channel: str | None = Field(None, description="SLACK_CHANNEL, e.g. #media-buying or C0123456")
+    api_url: str | None = Field(
+        None, description="SLACK_API_URL: Slack's Web API base (default https://slack.com/api/)"
+    )
+    max_retries: int = Field(3, ge=0)
+
+    def poster(self) -> Any:
+        from audience_assets.integrations.slack import SlackPoster, SlackSettings
+
+        settings = SlackSettings(self.webhook_url, self.bot_token, self.channel, self.api_url, self.max_retries)
+        return SlackPoster(settings) if settings.configured else None
+
+
 class FeedbackResource(dg.ConfigurableResource):
     """How outcomes are judged (see engine.outcomes.OutcomeSettings); none of it changes a decision."""
 
@@ -311,4 +340,10 @@ def default_resources() -> dict[str, object]:
         "output": OutputResource(),
         "execution": ExecutionResource(),
         "feedback": FeedbackResource(),
+        "slack": SlackResource(
+            webhook_url=_env("SLACK_WEBHOOK_URL"),
+            bot_token=_env("SLACK_BOT_TOKEN"),
+            channel=os.environ.get("SLACK_CHANNEL"),
+            api_url=os.environ.get("SLACK_API_URL"),
+        ),  # fmt: skip
     }

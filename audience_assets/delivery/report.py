@@ -1042,9 +1042,10 @@ def render_report(data: ReportData, max_hold_rows: int = 500) -> str:
         f"generated {esc(data.generated_at)} · rules <code>{esc(data.config_hash)}</code></p>{nav}</header>"
         f"<main>{sections}</main>"
         "<footer><p>SCALE raises the daily budget by the step shown; PAUSE stops the ad set; RETEST duplicates "
-        "a proven audience whose delivery stalled; HOLD leaves it as is. Confidence is the probability that the "
-        "audience's true ROAS is on the side of the threshold its bucket claims (HIGH ≥ 90%, MEDIUM ≥ 70%). "
-        "Nothing here changes an ad account. Names, reasons and explanations are shown as written, as text.</p>"
+        "a proven audience whose delivery stalled; HOLD leaves it as is. Confidence is the probability that "
+        "acting is on the right side of break-even for a SCALE or PAUSE, and that the audience is in its bucket "
+        "otherwise (HIGH ≥ 90%, MEDIUM ≥ 70%). "
+        "Nothing here changes an ad account: a change needs a person's approval and <code>audience-engine execute --apply</code>. Names, reasons and explanations are shown as written, as text.</p>"
         f"</footer><script>{_JS}</script></body></html>"
     )
 

@@ -1,4 +1,8 @@
-"""CSV exports: read strictly (encoding, delimiter, quoting), validate, and load whole days.
+"""Insights and audiences files: read strictly (encoding, delimiter, quoting), validate, and load whole days.
+
+An insights file is our CSV contract or a Meta Ads Manager export (its headers mapped onto the
+contract by `ads_manager.ADS_MANAGER_COLUMNS`), as CSV or as an .xlsx workbook (its first sheet,
+read by DuckDB's excel extension). Both become the same text table, then the same checks.
 
 Text is never replaced silently. UTF-8 (with or without a BOM) is read as it is; UTF-16 and
 UTF-32 with a BOM (Excel's "Unicode text") and any encoding named with `--encoding` (cp1252,
@@ -14,11 +18,12 @@ import codecs
 import csv
 import io
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -33,6 +38,15 @@ from audience_assets.sources import (
     InputError,
     SourceSpec,
     day_grid,
+)
+from audience_assets.sources.ads_manager import (
+    KNOWN_HEADERS,
+    Layout,
+    contract_layout,
+    insights_layout,
+    read_first_sheet,
+    totals_row_check,
+    workbook_kind,
 )
 from audience_assets.sources.validation import (
     AUDIENCE_NUMBERS,
@@ -232,50 +246,90 @@ def load_text(
     delimiter: str | None = None,
     expected: tuple[str, ...] = (),
     optional: tuple[str, ...] = (),
-    numbers: tuple[str, ...] = (),
+    numbers: Sequence[str] = (),
 ) -> tuple[list[str], int]:
     """Load a CSV into a temporary table of text columns; (the file's columns, its rows).
 
     Optional columns the file lacks are added empty; each of `numbers` is also parsed once into
     `_n_<col>`, in the same pass. A view `<table>_rows` adds `_row` (1 = the first data row).
     An empty file gives no columns. The header's names are trimmed and lower-cased."""
+    p = _existing(path)
+
+    def layout(header: list[str], raw: list[str]) -> Layout:
+        return contract_layout(header, raw, str(p), optional=optional)
+
+    found, rows = _load_csv(conn, p, table, encoding, delimiter, expected, numbers, layout)
+    return (list(found.columns) if found else []), rows
+
+
+def _existing(path: str | Path) -> Path:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: file not found" if not p.exists() else f"{p}: not a file")
+    return p
+
+
+def _load_csv(
+    conn: duckdb.DuckDBPyConnection,
+    p: Path,
+    table: str,
+    encoding: str | None,
+    delimiter: str | None,
+    expected: tuple[str, ...],
+    numbers: Sequence[str],
+    make_layout: Callable[[list[str], list[str]], Layout],
+) -> tuple[Layout | None, int]:
+    """Read a CSV once into `table` through the layout its header calls for; (the layout, its rows)."""
     with p.open("rb") as fh:
         head = fh.read(4096)
     if not head.strip(b"\x00\xff\xfe\xef\xbb\xbf \r\n\t"):
-        return [], 0
+        return None, 0
     with utf8_copy(p, encoding) as text_path:
         header = _header(text_path)
         delim = detect_delimiter(header, expected, delimiter, str(p))
-        names = _normalised(_split(header, delim))
-        twice = sorted({n for i, n in enumerate(names) if n in names[:i]})
-        if twice:
-            raise InputError(f"{p}: column(s) {', '.join(twice)} appear more than once in the header")
-        if not names or names == [""]:
-            return [], 0
-        columns = {f"c{i}": "VARCHAR" for i in range(len(names))}
-        renamed = [f"c{i} AS {q(n)}" for i, n in enumerate(names)]
-        renamed += [f"NULL::VARCHAR AS {q(c)}" for c in optional if c not in names]
-        present = set(names) | set(optional)
-        parsed = "".join(f", {number(c)} AS {q('_n_' + c)}" for c in numbers if c in present)
+        written = _split(header, delim)
+        if not written or _normalised(written) == [""]:
+            return None, 0
+        layout = make_layout(written, [f"c{i}" for i in range(len(written))])
+        columns = {f"c{i}": "VARCHAR" for i in range(len(written))}
+        source = (
+            "read_csv(?, header = true, auto_detect = false, columns = ?, delim = ?, quote = '\"', "
+            f"escape = '\"', strict_mode = true, store_rejects = true, rejects_table = '_rejects_{table}', "
+            f"rejects_scan = '_rejects_scan_{table}', max_line_size = 1048576)"
+        )
         try:
-            conn.execute(
-                f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT *{parsed} FROM (SELECT {', '.join(renamed)} "
-                "FROM read_csv(?, header = true, auto_detect = false, columns = ?, delim = ?, quote = '\"', "
-                f"escape = '\"', strict_mode = true, store_rejects = true, rejects_table = '_rejects_{table}', "
-                f"rejects_scan = '_rejects_scan_{table}', max_line_size = 1048576))",
-                [str(text_path), columns, delim],
-            )
+            _create_text_table(conn, table, layout.columns, source, [str(text_path), columns, delim], numbers)
             _rejects_in(conn, table, str(p))
         except duckdb.Error as err:
             raise InputError(f"{p}: not a readable CSV file ({str(err).splitlines()[0]})") from None
+    return layout, _rows_view(conn, table)
+
+
+def _create_text_table(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: dict[str, str],
+    source: str,
+    params: list[Any],
+    numbers: Sequence[str],
+) -> None:
+    """The text table: each column's expression over the source, and each number parsed once."""
+    projection = ", ".join(f"{expr} AS {q(name)}" for name, expr in columns.items())
+    parsed = "".join(f", {number(c)} AS {q('_n_' + c)}" for c in numbers if c in columns)
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT *{parsed} FROM (SELECT {projection} FROM {source})", params
+    )
+
+
+def _rows_view(conn: duckdb.DuckDBPyConnection, table: str) -> int:
+    """The view `<table>_rows` with `_row` (1 = the first data row); the table's row count."""
+    has_row = any(r[0] == "_row" for r in conn.execute(f"DESCRIBE {table}").fetchall())
     # A temporary table keeps the file's order (insertion order is preserved), so rowid + 1 is the
     # data row a person sees in a spreadsheet; a view exposes it as _row without a window function.
-    conn.execute(f"CREATE OR REPLACE TEMP VIEW {table}_rows AS SELECT rowid + 1 AS _row, * FROM {table}")
-    rows = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-    return names, int(rows)
+    # A sheet's rows carry their own number (_row) instead.
+    select = "*" if has_row else "rowid + 1 AS _row, *"
+    conn.execute(f"CREATE OR REPLACE TEMP VIEW {table}_rows AS SELECT {select} FROM {table}")
+    return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
 def _rejects_in(conn: duckdb.DuckDBPyConnection, table: str, name: str) -> None:
@@ -321,16 +375,47 @@ INSIGHTS_TEXT, INSIGHTS_TYPED = "_insights_text", "_insights_typed"
 AUDIENCES_TEXT, AUDIENCES_TYPED = "_audiences_text", "_audiences_typed"
 
 
+INSIGHTS_EXPECTED = INSIGHTS_REQUIRED + INSIGHTS_OPTIONAL + KNOWN_HEADERS
+SHEET_TABLE = "_insights_sheet"
+
+
+def load_insights_text(
+    conn: duckdb.DuckDBPyConnection, path: str, encoding: str | None, delimiter: str | None
+) -> tuple[Layout | None, int]:
+    """An insights file (CSV, or the first sheet of an .xlsx) into _insights_text through the layout
+    its header calls for: our contract, or an Ads Manager export mapped onto it."""
+    p = _existing(path)
+    if workbook_kind(p) is None:
+
+        def layout(header: list[str], raw: list[str]) -> Layout:
+            return insights_layout(header, raw, str(p))
+
+        return _load_csv(conn, p, INSIGHTS_TEXT, encoding, delimiter, INSIGHTS_EXPECTED, INSIGHT_NUMBERS, layout)
+    try:
+        sheet = read_first_sheet(conn, p, SHEET_TABLE)
+        if sheet is None:
+            return None, 0
+        found = insights_layout(sheet.header, sheet.raw, str(p), workbook=True, context=sheet.context)
+        columns = {"_row": "_sheet_row", **found.columns}
+        _create_text_table(conn, INSIGHTS_TEXT, columns, sheet.source, [], INSIGHT_NUMBERS)
+    finally:
+        conn.execute(f"DROP TABLE IF EXISTS {SHEET_TABLE}")
+    return found, _rows_view(conn, INSIGHTS_TEXT)
+
+
 def stage_insights(conn: duckdb.DuckDBPyConnection, path: str, encoding: str | None, delimiter: str | None) -> None:
     """Load, check and type an insights file into the temporary table _insights_typed."""
-    columns, rows = load_text(
-        conn, path, INSIGHTS_TEXT, encoding, delimiter, INSIGHTS_REQUIRED + INSIGHTS_OPTIONAL, (), INSIGHT_NUMBERS
-    )
+    layout, rows = load_insights_text(conn, path, encoding, delimiter)
+    columns = [c for c in layout.columns if c != "_row"] if layout else []
     require_columns(columns, rows, path, INSIGHTS_REQUIRED)
+    assert layout is not None
     has_currency = "account_currency" in columns
-    problems = Problems(path)
+    problems = Problems(path, layout.labels, layout.row_format, layout.notes)
     text = f"{INSIGHTS_TEXT}_rows"
-    run_checks(conn, text, insight_checks(has_currency), problems)
+    if layout.ads_manager:
+        run_checks(conn, text, [totals_row_check(rows)], problems)
+        problems.raise_if_any()
+    run_checks(conn, text, insight_checks(has_currency) + list(layout.checks), problems)
     problems.raise_if_any()
     conn.execute(f"CREATE OR REPLACE TEMP TABLE {INSIGHTS_TYPED} AS {typed_insights_sql(text, has_currency)}")
     conn.execute(f"DROP VIEW {text}")
@@ -344,6 +429,10 @@ def stage_audiences(
 ) -> pl.DataFrame:
     """Load, check and type an audiences file into _audiences_typed; also returned as a frame."""
     expected = AUDIENCES_REQUIRED + AUDIENCES_OPTIONAL
+    if workbook_kind(_existing(path)):
+        raise InputError(
+            f"{path}: is an Excel workbook; the audiences file must be CSV (in Excel: Save as > CSV UTF-8)"
+        )
     columns, rows = load_text(
         conn, path, AUDIENCES_TEXT, encoding, delimiter, expected, AUDIENCES_OPTIONAL, AUDIENCE_NUMBERS
     )
@@ -486,7 +575,7 @@ def newest_day(spec: SourceSpec) -> date:
     path = Path(spec.insights_path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
-    newest = _newest_date_column(path, spec)
+    newest = None if workbook_kind(path) else _newest_date_column(path, spec)
     if newest is None:
         insights, _ = read_files(spec)
         newest = insights["date"].max()

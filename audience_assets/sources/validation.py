@@ -23,6 +23,8 @@ DEFAULT_CURRENCY = "INR"
 CURRENCY_MARK = r"[₹$€£¥]|\b(INR|USD|EUR|GBP|JPY|Rs\.?)\b"
 THOUSANDS = r"^-?\d{1,3}(,\d{3})+(\.\d+)?$"
 DECIMAL_COMMA = r"^-?\d+,\d{1,2}$"
+# An id a spreadsheet stored as a number: scientific notation, or a decimal point (RE2 syntax).
+SPREADSHEET_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$|^\d+\.\d+$"
 
 
 def q(column: str) -> str:
@@ -74,12 +76,31 @@ class Check:
 
 
 class Problems:
-    """Every problem of one file, the first MAX_REPORTED shown."""
+    """Every problem of one file, the first MAX_REPORTED shown.
 
-    def __init__(self, name: str) -> None:
+    `labels` name a column as the file does (an Ads Manager header), `row_format` says where a
+    data row is (`{row}`, `{line}` = row + 1: the spreadsheet row or CSV line), `notes` follow the list."""
+
+    def __init__(
+        self,
+        name: str,
+        labels: dict[str, str] | None = None,
+        row_format: str = "row {row}",
+        notes: tuple[str, ...] = (),
+    ) -> None:
         self.name = name
+        self.labels = labels or {}
+        self.row_format = row_format
+        self.notes = notes
         self.lines: list[str] = []
         self.count = 0
+
+    def where(self, row: int) -> str:
+        return self.row_format.format(row=row, line=row + 1)
+
+    def column(self, column: str) -> str:
+        label = self.labels.get(column)
+        return f'"{label}"' if label else column
 
     def add(self, line: str, count: int = 1) -> None:
         self.count += count
@@ -91,6 +112,7 @@ class Problems:
         shown = self.lines[:MAX_REPORTED]
         more = self.count - len(shown)
         tail = f"\n  ... and {more} more problem(s)" if more > 0 else ""
+        tail += "".join(f"\n  note: {note}" for note in self.notes)
         raise InputError(f"{self.name}: {self.count} problem(s), nothing was loaded:\n  " + "\n  ".join(shown) + tail)
 
 
@@ -112,7 +134,9 @@ def run_checks(conn: duckdb.DuckDBPyConnection, table: str, checks: list[Check],
         ).fetchall()
         for row, value in hits:
             shown = "(empty)" if value is None or not str(value).strip() else repr(str(value)[:60])
-            problems.lines.append(f"{problems.name} row {row}, column {check.column}: {shown} {check.expected}")
+            problems.lines.append(
+                f"{problems.name} {problems.where(row)}, column {problems.column(check.column)}: {shown} {check.expected}"
+            )
 
 
 def number_checks(col: str, *, integer: bool = False, optional: bool = False) -> list[Check]:
@@ -173,8 +197,24 @@ def require_columns(columns: list[str], rows: int, name: str, required: tuple[st
         raise InputError(f"{name} has a header but no data rows")
 
 
+def id_checks(col: str) -> list[Check]:
+    """An id is text: missing, or turned into a number by a spreadsheet (1.20215E+14, 120215000014915.0)."""
+    return [
+        Check(col, blank(col), "is missing: expected an id"),
+        Check(
+            col,
+            # The pattern runs only on the rare cell with a '.', 'e' or 'E' in it.
+            f"(CASE WHEN contains({q(col)}, '.') OR contains(lower({q(col)}), 'e') "
+            f"THEN regexp_matches(trim({q(col)}), {lit(SPREADSHEET_NUMBER)}) ELSE false END)",
+            "is a number, not an id: this id was converted to a number by a spreadsheet: export again as text "
+            "(a number keeps 15 significant digits, so a longer id has changed; in Excel, format the column as "
+            "Text before saving)",
+        ),
+    ]
+
+
 def insight_checks(has_currency: bool) -> list[Check]:
-    checks = [Check(col, blank(col), "is missing: expected an id") for col in ("account_id", "campaign_id", "adset_id")]
+    checks = [c for col in ("account_id", "campaign_id", "adset_id") for c in id_checks(col)]
     checks += [
         Check("date_start", blank("date_start"), "is missing: expected a date YYYY-MM-DD"),
         Check(
@@ -257,7 +297,7 @@ def audience_checks() -> list[Check]:
     pct = q("_n_lookalike_pct")
     has_pct = f"NOT {blank('lookalike_pct')}"
     return [
-        Check("adset_id", blank("adset_id"), "is missing: expected an id"),
+        *id_checks("adset_id"),
         Check(
             "audience_type",
             f"{blank('audience_type')} OR {kind} NOT IN ({types})",

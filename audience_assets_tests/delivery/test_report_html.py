@@ -690,3 +690,24 @@ def test_empty_report_and_empty_account_in_chromium(tmp_path):
     with open_page(path) as s:
         assert s.page.get_by_text("No accounts in this report.").is_visible()
         assert s.report().problems() == []
+
+
+def test_demo_writes_the_report_prints_its_path_and_it_draws(tmp_path):
+    """From the demo as a user runs it: the path printed, the file there, the page drawn in Chromium."""
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster")}
+    proc = subprocess.run([*_cli(), "demo", "--history-weeks", "0", "--top", "0"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    printed = next(line for line in proc.stderr.splitlines() if line.startswith("Report: "))
+    path = tmp_path / printed.removeprefix("Report: ").split("  (")[0]
+    assert path == tmp_path / "data" / "reports" / "report_2026-11-26.html" and path.is_file()
+    again = tmp_path / "again.html"
+    made = subprocess.run([*_cli(), "report", "--out", str(again)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    for html_path in (path, again):
+        with open_page(html_path, width=1280) as s:
+            assert s.page.title() == "Audience recommendations · 2026-11-26"
+            assert s.page.locator("tbody.rows tr").count() == 120
+            rec = s.report(clip={"x": 0, "y": 0, "width": 1280, "height": 1200})
+            assert rec.problems() == [] and not is_blank(rec.screenshot)

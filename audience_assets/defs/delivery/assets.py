@@ -15,9 +15,12 @@ from audience_assets.defs.common import (
     guardrail_result,
     load_partition,
     markdown_preview,
+    table_metadata,
     write_partition,
 )
-from audience_assets.defs.resources import OutputResource, RulesResource
+from audience_assets.defs.resources import OutputResource, RulesResource, SlackResource
+from audience_assets.delivery.notify import notify
+from audience_assets.delivery.publish import report_html
 from audience_assets.engine.guardrails import verify_recommendations
 from audience_assets.engine.recommend import recommendation_json, summary_counts, to_recommendations
 from audience_assets.warehouse import write_atomically
@@ -76,7 +79,49 @@ def recommendations(
         stored = load_partition(conn, "recommendations", day).sort("rank")
         violations = verify_recommendations(stored, decided, cfg)
         check = guardrail_result(violations, stored.height, "recommendations", GUARDRAIL_CHECK)
-    # The file is written only from rows that passed the blocking check.
-    if path is not None and not violations.height:
-        write_atomically(path, recommendation_json(stored, day, datetime.now(UTC).isoformat(timespec="seconds")))
+        # The files are written only from rows that passed the blocking check.
+        report = output.report_path_for(day)
+        if not violations.height:
+            if path is not None:
+                write_atomically(
+                    path, recommendation_json(stored, day, datetime.now(UTC).isoformat(timespec="seconds"))
+                )
+            if report is not None:
+                write_atomically(report, report_html(conn, day, output.json_label or (str(path) if path else None)))
+                result = result._replace(
+                    metadata={**result.metadata, "report_path": dg.MetadataValue.path(str(report))}
+                )
     return result._replace(check_results=[*result.check_results, check])
+
+
+NOTIFY_CHECK = "posted"
+
+
+@dg.asset(
+    partitions_def=PARTITIONS,
+    pool=POOL,
+    group_name=GROUP,
+    deps=["recommendations", "approvals"],
+    description=description("notifications"),
+    kinds={"duckdb", "slack"},
+    check_specs=[dg.AssetCheckSpec(NOTIFY_CHECK, asset="notifications", description="Every digest reached Slack")],
+)
+def notifications(
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, slack: SlackResource, output: OutputResource
+) -> dg.MaterializeResult:
+    """The Slack digest of each account (posted, failed after retries, or not configured): a failed
+    post is logged and reported by a WARN check, never a failed run."""
+    day = as_of(context)
+    report = output.report_path_for(day)
+    with duckdb.get_connection() as conn:
+        rows = notify(conn, day, slack.poster(), report_path=str(report) if report else None, run_id=context.run.run_id)
+        meta = table_metadata(conn, "notifications", rows.height, {
+            f"status/{k}": int(v) for k, v in rows.group_by("status").len().iter_rows()})  # fmt: skip
+    failed = rows.filter(pl.col("status") == "failed")
+    for r in failed.iter_rows(named=True):
+        context.log.warning(f"Slack digest of {r['account_id']} not posted: {r['error']}")
+    check = dg.AssetCheckResult(
+        check_name=NOTIFY_CHECK, passed=failed.height == 0, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"failed": failed.height, "not_configured": int((rows["status"] == "not_configured").sum())},
+    )  # fmt: skip
+    return dg.MaterializeResult(metadata=meta, check_results=[check])

@@ -74,7 +74,6 @@ def outcome_stages(context: dg.AssetExecutionContext, duckdb: DuckDBResource, ru
 outcomes_job = dg.define_asset_job(
     OUTCOMES_JOB,
     selection=dg.AssetSelection.assets("outcomes", "rule_scorecard"),
-    partitions_def=PARTITIONS,
     executor_def=dg.in_process_executor,
     description="Re-judge every stored decision: outcomes and the rule scorecard",
 )

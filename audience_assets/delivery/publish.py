@@ -1,0 +1,46 @@
+"""The HTML report of a decision date from the warehouse: what the recommendations step writes after
+every graph run and what `audience-engine report` prints to a file."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import duckdb
+
+from audience_assets.delivery.report import render_report, report_data
+from audience_assets.engine.recommend import json_records
+
+REPORT_DAYS = 28
+
+
+class ReportError(ValueError):
+    """No report can be made (nothing decided on that date); the message says what to do."""
+
+
+def report_html(conn: duckdb.DuckDBPyConnection, day: date, recommendations_file: str | None = None) -> str:
+    """The self-contained report of one decision date: its stored recommendations and daily metrics."""
+    stored = conn.execute("SELECT * FROM recommendations WHERE decision_date = ? ORDER BY rank", [day]).pl()
+    if stored.is_empty():
+        raise ReportError(f"no recommendations for {day} in the warehouse: run the graph for that date first")
+    document = {
+        "decision_date": day.isoformat(),
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config_hash": stored["config_hash"][0],
+        "recommendations": json_records(stored),
+    }
+    daily = conn.execute(
+        "SELECT account_id, adset_id, date, spend, revenue FROM daily_metrics WHERE date BETWEEN ? AND ?",
+        [day - timedelta(days=REPORT_DAYS), day - timedelta(days=1)],
+    ).pl()
+    looks = dict(
+        conn.execute("SELECT adset_id, lookalike_pct FROM audience_metadata WHERE decision_date = ?", [day]).fetchall()
+    )
+    data = report_data(
+        document, daily, lookalike_pct=looks, days=REPORT_DAYS, recommendations_file=recommendations_file
+    )
+    return render_report(data)
+
+
+def newest_decision_date(conn: duckdb.DuckDBPyConnection) -> date | None:
+    row = conn.execute("SELECT max(decision_date) FROM recommendations").fetchone()
+    return row[0] if row else None
