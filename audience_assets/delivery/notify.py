@@ -38,14 +38,16 @@ def notify(
 ) -> pl.DataFrame:
     """Post the digest of every account of the decision date; return the logged rows."""
     conn.execute(NOTIFICATIONS_DDL)
-    recs = conn.execute("SELECT * FROM recommendations WHERE decision_date = ? ORDER BY rank", [day]).pl()
-    approvals = _approvals(conn, day)
+    configured = poster is not None and poster.mode is not None
+    columns = "*" if configured else "account_id, action"  # not configured: only what the log row needs
+    recs = conn.execute(f"SELECT {columns} FROM recommendations WHERE decision_date = ? ORDER BY rank", [day]).pl()
+    approvals = _approvals(conn, day) if configured else {}
     rows = []
     for (account,), group in recs.group_by("account_id", maintain_order=True):
         items = int(group["action"].is_in(["SCALE", "PAUSE", "RETEST"]).sum())
         row = {"decision_date": day, "account_id": account, "items": items, "run_id": run_id,
                "posted_at": datetime.now(UTC).replace(tzinfo=None)}  # fmt: skip
-        if poster is None or poster.mode is None:
+        if not configured or poster is None:
             rows.append(row | {"mode": None, "status": "not_configured", "error": NOT_CONFIGURED})
             continue
         text, blocks = digest_blocks(

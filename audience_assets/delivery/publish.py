@@ -11,6 +11,9 @@ from audience_assets.delivery.report import render_report, report_data
 from audience_assets.engine.recommend import json_records
 
 REPORT_DAYS = 28
+# Rows a page lists per account (actionable first, by rank): 20,000 audiences would make a 30 MB
+# page that takes seconds to build and to open; the counts and totals still cover every audience.
+REPORT_MAX_ROWS = 1000
 
 
 class ReportError(ValueError):
@@ -36,8 +39,9 @@ def report_html(conn: duckdb.DuckDBPyConnection, day: date, recommendations_file
         conn.execute("SELECT adset_id, lookalike_pct FROM audience_metadata WHERE decision_date = ?", [day]).fetchall()
     )
     data = report_data(
-        document, daily, lookalike_pct=looks, days=REPORT_DAYS, recommendations_file=recommendations_file
-    )
+        document, daily, lookalike_pct=looks, days=REPORT_DAYS, recommendations_file=recommendations_file,
+        max_rows=REPORT_MAX_ROWS,
+    )  # fmt: skip
     return render_report(data)
 
 

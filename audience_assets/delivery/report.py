@@ -150,6 +150,12 @@ class AccountSection(_Model):
         default_factory=list, description="the account's daily spend, revenue and ROAS, e.g. the last 28 days"
     )
     audiences: list[AudienceRow] = Field(default_factory=list, description="one row per audience (ad set)")
+    eligible: int | None = Field(
+        default=None, ge=0, description="audiences with enough data, all of them (None: count `audiences`)"
+    )
+    left_out: int = Field(
+        default=0, ge=0, description="audiences beyond the page's limit, not in `audiences` (still in `counts`)"
+    )
 
     _nan = field_validator("roas", mode="before")(_nan_is_missing)
 
@@ -874,7 +880,7 @@ def _summary(account: AccountSection) -> str:
     cur = account.currency
     counts = _counts(account)
     total = sum(counts.values()) or len(account.audiences)
-    eligible = sum(1 for r in account.audiences if r.eligible)
+    eligible = account.eligible if account.eligible is not None else sum(1 for r in account.audiences if r.eligible)
     w = account.window_days
     kpis = [
         ("", f"Spend, last {w} days", esc(fmt_money(account.spend, cur)), ""),
@@ -977,6 +983,14 @@ def _audiences(account: AccountSection, days: list[date], uid: str, max_hold_row
             f"All {fmt_count(len(account.audiences))} audiences, with their reasons, are in the recommendations "
             f"JSON: <code>{esc(json_name)}</code>.</p>"
         )
+    if account.left_out:
+        shown = len(account.audiences)
+        cap += (
+            f'<p class="cap" role="note"><strong>{fmt_count(account.left_out)} more audience'
+            f"{'s' if account.left_out != 1 else ''} not on this page.</strong> It lists the first "
+            f"{fmt_count(shown)} in the order below; all of them, with their reasons, are in the recommendations "
+            f"JSON: <code>{esc(json_name)}</code>.</p>"
+        )
     defs = (
         f'<svg class="vh" width="0" height="0" aria-hidden="true"><defs>{spark.defs(account.window_days)}</defs></svg>'
     )
@@ -1062,6 +1076,13 @@ def _series(frame: pl.DataFrame) -> list[DailyPoint]:
     ]
 
 
+def _page_rows(rows: Sequence[Mapping[str, Any]], max_rows: int | None) -> list[Mapping[str, Any]]:
+    """An account's rows in page order (actionable first, by rank), the first `max_rows` of them."""
+    pos = {a: i for i, a in enumerate(ACTION_ORDER)}
+    ordered = sorted(rows, key=lambda r: (pos.get(str(r["action"]), 9), int(r.get("rank") or 0), str(r["audience_id"])))
+    return ordered if max_rows is None else ordered[:max_rows]
+
+
 def _account_section(
     account_id: str,
     rows: list[Mapping[str, Any]],
@@ -1069,10 +1090,15 @@ def _account_section(
     adset_series: Mapping[str, list[DailyPoint]],
     looks: Mapping[str, float | None],
     last: date,
+    max_rows: int | None = None,
 ) -> AccountSection:
-    """One account's section: its audiences with their series, totals, and the daily account series."""
+    """One account's section: its audiences with their series, totals, and the daily account series.
+
+    With `max_rows`, only the first that many audiences (actionable first, by rank) become rows of
+    the page; the totals, counts and budgets still cover all of them."""
+    kept = _page_rows(rows, max_rows)
     audiences = []
-    for rec in rows:
+    for rec in kept:
         m = rec.get("metrics") or {}
         fields = {k: rec[k] for k in AudienceRow.model_fields if k in rec}
         fields.update(
@@ -1100,7 +1126,15 @@ def _account_section(
 
     spend, revenue = total("spend"), total("revenue")
     windows = {int((r.get("metrics") or {}).get("window_days") or 7) for r in rows}
-    counts = Counter(a.action for a in audiences)
+    counts = Counter(str(r["action"]) for r in rows)
+
+    def budget(action: str, new: bool) -> float:
+        picked = [r for r in rows if r["action"] == action and r.get("current_daily_budget") is not None]
+        if new:
+            picked = [r for r in picked if r.get("new_daily_budget") is not None]
+            return sum(float(r["new_daily_budget"]) - float(r["current_daily_budget"]) for r in picked)
+        return sum(float(r["current_daily_budget"]) for r in picked)
+
     return AccountSection(
         account_id=account_id,
         currency=str(rows[0].get("currency") or "INR"),
@@ -1110,16 +1144,12 @@ def _account_section(
         roas=revenue / spend if spend > 0 else None,
         purchases=total("purchases"),
         counts={a: counts.get(a, 0) for a in ACTION_ORDER},
-        budget_added=sum(
-            a.new_daily_budget - a.current_daily_budget
-            for a in audiences
-            if a.action == "SCALE" and a.new_daily_budget is not None and a.current_daily_budget is not None
-        ),
-        budget_paused=sum(
-            a.current_daily_budget for a in audiences if a.action == "PAUSE" and a.current_daily_budget is not None
-        ),
+        budget_added=budget("SCALE", new=True),
+        budget_paused=budget("PAUSE", new=False),
         daily=series,
         audiences=audiences,
+        eligible=sum(1 for r in rows if r.get("eligible")),
+        left_out=len(rows) - len(kept),
     )
 
 
@@ -1130,6 +1160,7 @@ def report_data(
     lookalike_pct: Mapping[str, float | None] | None = None,
     days: int = 28,
     recommendations_file: str | None = None,
+    max_rows: int | None = None,
 ) -> ReportData:
     """ReportData from the recommendations document (the JSON file, as a dict) and daily metrics.
 
@@ -1147,6 +1178,11 @@ def report_data(
     recs: list[Mapping[str, Any]] = list(document.get("recommendations") or [])
     looks = dict(lookalike_pct or {})
 
+    by_account: dict[str, list[Mapping[str, Any]]] = {}
+    for rec in recs:
+        by_account.setdefault(str(rec["account_id"]), []).append(rec)
+    # Daily series only for the audiences the page lists (and every account's totals).
+    listed = [str(r["audience_id"]) for rows in by_account.values() for r in _page_rows(rows, max_rows)]
     d = (
         daily.lazy()
         .select(
@@ -1164,14 +1200,11 @@ def report_data(
     per_account = (
         per_adset.group_by("account_id", "date").agg(pl.col("spend").sum(), pl.col("revenue").sum()).sort("date")
     )
+    per_adset = per_adset.filter(pl.col("adset_id").is_in(listed))
     adset_series = {k[0]: _series(g.sort("date")) for k, g in per_adset.partition_by("adset_id", as_dict=True).items()}
 
-    by_account: dict[str, list[Mapping[str, Any]]] = {}
-    for rec in recs:
-        by_account.setdefault(str(rec["account_id"]), []).append(rec)
-
     accounts = [
-        _account_section(account_id, by_account[account_id], per_account, adset_series, looks, last)
+        _account_section(account_id, by_account[account_id], per_account, adset_series, looks, last, max_rows)
         for account_id in sorted(by_account)
     ]
     return ReportData(
