@@ -50,7 +50,7 @@ def run_config(
             "duckdb": {"config": {"database": str(db)}},
             "source": {"config": dict(source or {})},
             "rules": {"config": rules},
-            "output": {"config": {"directory": str(out)}},
+            "output": {"config": {"directory": str(out), "reports_directory": str(out / "reports")}},
         },
         "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
     }

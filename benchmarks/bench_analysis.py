@@ -62,7 +62,7 @@ def main() -> int:
             "resources": {
                 "duckdb": {"config": {"database": str(work / "w.duckdb")}},
                 "source": {"config": {"kind": "sample", "sample_adsets": args.audiences}},
-                "output": {"config": {"directory": str(work / "out")}},
+                "output": {"config": {"directory": str(work / "out"), "reports_directory": str(work / "out")}},
                 "claude": {
                     "config": {
                         "api_key": "bench-key",
