@@ -11,6 +11,7 @@ import os
 import uuid
 import warnings
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -72,6 +73,12 @@ def _settings(args) -> ExecutionSettings:
     return ExecutionSettings(**given)
 
 
+def _require_warehouse(db: str) -> None:
+    """A command that reads approvals needs a warehouse the graph has run on: never create an empty one."""
+    if db != ":memory:" and not Path(db).is_file():
+        raise ApprovalError(f"no warehouse at {db}: run `audience-engine demo` or `recommend` first, or pass --db")
+
+
 def _day(conn, args) -> date:
     day = args.date or newest_decision_date(conn)
     if day is None:
@@ -80,6 +87,7 @@ def _day(conn, args) -> date:
 
 
 def cmd_pending(args) -> int:
+    _require_warehouse(args.db)
     with warehouse_lock(args.db, "audience-engine pending", args.lock_timeout), connect(args.db) as conn:
         day = _day(conn, args)
         rows = current(conn, day).filter(~pl.col("applied"))
@@ -107,6 +115,7 @@ def cmd_pending(args) -> int:
 
 
 def cmd_decide(args) -> int:
+    _require_warehouse(args.db)
     verdict = "approved" if args.command == "approve" else "rejected"
     ids = list(dict.fromkeys(args.audience_ids))
     with warehouse_lock(args.db, f"audience-engine {args.command}", args.lock_timeout), connect(args.db) as conn:
@@ -211,6 +220,7 @@ def _print_requests(rows: list[dict[str, Any]], apply: bool) -> None:
 
 
 def cmd_execute(args) -> int:
+    _require_warehouse(args.db)
     if not args.apply:
         say(
             "DRY RUN: nothing is written to Meta; Meta validates each write (validate_only). Add --apply to write.",
@@ -239,6 +249,7 @@ def cmd_execute(args) -> int:
 
 
 def cmd_actions(args) -> int:
+    _require_warehouse(args.db)
     where, params = ("decision_date = ?", [args.date]) if args.date else ("true", [])
     with warehouse_lock(args.db, "audience-engine actions", args.lock_timeout):
         rows = _log_rows(args.db, where, params)
@@ -251,6 +262,7 @@ def cmd_actions(args) -> int:
 
 
 def cmd_revert(args) -> int:
+    _require_warehouse(args.db)
     from audience_assets.execution.runner import revert
     from audience_assets.integrations.meta import MetaSettings
     from audience_assets.integrations.meta_writer import MetaWriter

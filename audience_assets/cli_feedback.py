@@ -84,7 +84,13 @@ def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:
     return json.loads(frame.write_json())
 
 
+def _require_warehouse(db: str) -> None:
+    if not Path(db).is_file():
+        raise FeedbackError(f"no warehouse at {db}: run `audience-engine demo` or `recommend` first, or pass --db")
+
+
 def cmd_outcomes(args) -> int:
+    _require_warehouse(args.db)
     with warehouse_lock(args.db, "audience-engine outcomes", args.lock_timeout), connect(args.db) as conn:
         if not table_exists(conn, "outcomes"):
             raise FeedbackError(f"no outcomes in {args.db} yet: run the graph on decision dates with days after them")
@@ -142,6 +148,7 @@ def print_side_by_side(baseline: pl.DataFrame, candidate: pl.DataFrame, currency
 
 
 def cmd_replay(args) -> int:
+    _require_warehouse(args.db)
     from audience_assets.feedback.replay import replay
 
     settings = OutcomeSettings(horizons=(args.horizon,)) if args.horizon else OutcomeSettings(horizons=(7,))
@@ -190,6 +197,7 @@ def _claude_client() -> Any | None:
 
 
 def cmd_feedback(args) -> int:
+    _require_warehouse(args.db)
     from audience_assets.engine.feedback_analysis import FEEDBACK_KEYS
     from audience_assets.feedback.advice import advise
 

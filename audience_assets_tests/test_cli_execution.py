@@ -174,3 +174,30 @@ def test_two_execution_runs_at_once_write_each_change_once(fake_env, tmp_path):
         counts = dict(conn.execute("SELECT outcome, count(*) FROM action_log GROUP BY ALL").fetchall())
     assert counts == {"applied": 3, "skipped": 3}
     assert sum(o[0].count("already applied") for o in outs) == 3
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["pending"],
+        ["approve", "1", "--by", "x"],
+        ["reject", "1", "--by", "x"],
+        ["execute"],
+        ["actions"],
+        ["revert", "a"],
+        ["outcomes"],
+        ["replay"],
+        ["feedback"],
+        ["report", "--out", "r.html"],
+        ["notify"],
+    ],  # fmt: skip
+)
+def test_commands_on_a_missing_warehouse_say_so_and_create_nothing(command, tmp_path, capsys, monkeypatch):
+    from audience_assets_tests.conftest import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", "http://127.0.0.1:9/services/x")  # notify gets as far as the warehouse
+    monkeypatch.setenv("META_ACCESS_TOKEN", "t")  # revert gets as far as the warehouse
+    code, _, err = cli(capsys, *command, "--db", str(tmp_path / "none.duckdb"))
+    assert code == 2 and "no warehouse at" in err, err
+    assert list(tmp_path.iterdir()) == []
