@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from audience_assets.cli_common import parse_date
 from audience_assets.cli_delivery import USER_ERRORS as DELIVERY_ERRORS
 from audience_assets.cli_delivery import add_commands as add_delivery_commands
 from audience_assets.cli_execution import USER_ERRORS as EXECUTION_ERRORS
@@ -36,13 +37,6 @@ class CliError(Exception):
     def __init__(self, message: str, code: int = EXIT_INPUT) -> None:
         super().__init__(message)
         self.code = code
-
-
-def _parse_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (expected YYYY-MM-DD)") from None
 
 
 def _count(text: str) -> int:
@@ -468,7 +462,7 @@ def cmd_schema(_args) -> int:
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--as-of",
-        type=_parse_date,
+        type=parse_date,
         help="decision date YYYY-MM-DD: only complete days before it are used (default: the day after the newest row)",
     )
     p.add_argument("--config", help="rules file (TOML); see `audience-engine config` for every setting and its default")

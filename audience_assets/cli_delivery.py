@@ -4,26 +4,21 @@ slack-app (approvals from Slack) and mcp (a Model Context Protocol server on std
 from __future__ import annotations
 
 import argparse
-from datetime import date
 from pathlib import Path
 
-from audience_assets.delivery.publish import ReportError, newest_decision_date, report_html
+from audience_assets.cli_common import add_date, add_max_age, add_warehouse, execution_settings
+from audience_assets.delivery import ReportError, newest_decision_date
 from audience_assets.terminal import say
-from audience_assets.warehouse import connect, database_path, table_exists, warehouse_lock, write_atomically
-
-
-def _parse_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (expected YYYY-MM-DD)") from None
+from audience_assets.warehouse import connect, require_database, table_exists, warehouse_lock, write_atomically
 
 
 def cmd_report(args) -> int:
+    from audience_assets.delivery.publish import report_html
+
     out = Path(args.out)
     if out.is_dir():
         raise ReportError(f"--out {out} is a directory: expected a file path such as {out / 'report.html'}")
-    _require_warehouse(args.db)
+    require_database(args.db)
     with warehouse_lock(args.db, "audience-engine report", args.lock_timeout), connect(args.db) as conn:
         if not table_exists(conn, "recommendations"):
             raise ReportError(f"no recommendations in {args.db}: run `audience-engine demo` or `recommend` first")
@@ -44,7 +39,7 @@ def cmd_notify(args) -> int:
     if not settings.configured:
         say(NOT_CONFIGURED)
         return 0
-    _require_warehouse(args.db)
+    require_database(args.db)
     with warehouse_lock(args.db, "audience-engine notify", args.lock_timeout), connect(args.db) as conn:
         day = args.date or newest_decision_date(conn)
         report = args.report or str(Path(args.db).parent / "reports" / f"report_{day}.html")
@@ -58,7 +53,6 @@ def cmd_slack_app(args) -> int:
     import os
 
     from audience_assets.delivery.slack_app import click_handler
-    from audience_assets.engine.execution import ExecutionSettings
     from audience_assets.integrations.slack import build_app, serve_app, settings_from_env
 
     settings = settings_from_env()
@@ -69,21 +63,14 @@ def cmd_slack_app(args) -> int:
         raise ReportError(f"slack-app needs {' and '.join(missing)} (see the README's Slack setup)")
     if not approvers:
         raise ReportError("slack-app needs SLACK_APPROVERS (Slack user ids allowed to approve, comma separated)")
-    _require_warehouse(args.db)
-    limits = ExecutionSettings(
-        **({"max_decision_age_days": args.max_decision_age_days} if args.max_decision_age_days is not None else {})
-    )
+    require_database(args.db)
+    limits = execution_settings(args)
     app = build_app(settings, str(secret), click_handler(args.db, approvers, limits))
     say(
         f"Serving Slack's interactivity requests on http://{args.host}:{args.port}/slack/events ({len(approvers)} approvers)"
     )
     serve_app(app, args.host, args.port)
     return 0
-
-
-def _require_warehouse(db: str) -> None:
-    if not Path(db).is_file():
-        raise ReportError(f"no warehouse at {db}: run `audience-engine demo` or `recommend` first, or pass --db")
 
 
 def cmd_mcp(args) -> int:
@@ -93,17 +80,6 @@ def cmd_mcp(args) -> int:
     return 0
 
 
-def _db(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--db",
-        default=database_path(),
-        help="DuckDB warehouse file (default: $AUDIENCE_ENGINE_DB or data/warehouse.duckdb)",
-    )
-    p.add_argument(
-        "--lock-timeout", type=float, default=1800.0, metavar="SECONDS", help="wait this long for another run"
-    )
-
-
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
@@ -111,9 +87,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         description="Write the self-contained HTML report of a decision date (summary, charts, one row per "
         "audience with its sparkline, reasons and explanation; filters; works offline).",
     )
-    p.add_argument("--date", type=_parse_date, help="decision date YYYY-MM-DD (default: the newest)")
+    add_date(p)
     p.add_argument("--out", required=True, help="the HTML file to write")
-    _db(p)
+    add_warehouse(p)
     p.set_defaults(func=cmd_report)
     p = sub.add_parser(
         "notify",
@@ -122,9 +98,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "waits for approval). Configured by SLACK_WEBHOOK_URL, or SLACK_BOT_TOKEN + SLACK_CHANNEL (which adds "
         "Approve / Reject buttons). Not configured: nothing is posted and the command says so.",
     )
-    p.add_argument("--date", type=_parse_date, help="decision date YYYY-MM-DD (default: the newest)")
+    add_date(p)
     p.add_argument("--report", help="the report path or link the digest names (default: reports/ beside --db)")
-    _db(p)
+    add_warehouse(p)
     p.set_defaults(func=cmd_notify)
     p = sub.add_parser(
         "slack-app",
@@ -135,10 +111,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1; behind your proxy)")
     p.add_argument("--port", type=int, default=3000, help="port (default 3000)")
-    p.add_argument(
-        "--max-decision-age-days", type=int, metavar="DAYS", help="refuse approvals of older decisions (default 2)"
-    )
-    _db(p)
+    add_max_age(p)
+    add_warehouse(p)
     p.set_defaults(func=cmd_slack_app)
     p = sub.add_parser(
         "mcp",
@@ -147,7 +121,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "client over stdio. Reads the warehouse; approve/reject record a decision in the approvals table "
         "(never a write to Meta).",
     )
-    _db(p)
+    add_warehouse(p)
     p.set_defaults(func=cmd_mcp)
 
 

@@ -11,11 +11,11 @@ import os
 import uuid
 import warnings
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from audience_assets.cli_common import add_date, add_max_age, add_warehouse, execution_settings
 from audience_assets.engine.execution import ExecutionSettings, from_minor
 from audience_assets.engine.fmt import currency_symbol
 from audience_assets.execution import ApprovalError, ExecutionError
@@ -26,7 +26,7 @@ from audience_assets.execution.approvals import (
     newest_decision_date,
 )
 from audience_assets.terminal import Column, render_table, say, terminal_width
-from audience_assets.warehouse import WarehouseError, connect, database_path, table_exists, warehouse_lock
+from audience_assets.warehouse import WarehouseError, connect, require_database, table_exists, warehouse_lock
 
 EXIT_FAILED = 1
 EXIT_CHECK = 3
@@ -68,17 +68,6 @@ def _budget(row: dict[str, Any]) -> str:
     return "-"
 
 
-def _settings(args) -> ExecutionSettings:
-    given = {"max_decision_age_days": args.max_decision_age_days} if args.max_decision_age_days is not None else {}
-    return ExecutionSettings(**given)
-
-
-def _require_warehouse(db: str) -> None:
-    """A command that reads approvals needs a warehouse the graph has run on: never create an empty one."""
-    if db != ":memory:" and not Path(db).is_file():
-        raise ApprovalError(f"no warehouse at {db}: run `audience-engine demo` or `recommend` first, or pass --db")
-
-
 def _day(conn, args) -> date:
     day = args.date or newest_decision_date(conn)
     if day is None:
@@ -87,7 +76,7 @@ def _day(conn, args) -> date:
 
 
 def cmd_pending(args) -> int:
-    _require_warehouse(args.db)
+    require_database(args.db)
     with warehouse_lock(args.db, "audience-engine pending", args.lock_timeout), connect(args.db) as conn:
         day = _day(conn, args)
         rows = current(conn, day).filter(~pl.col("applied"))
@@ -115,7 +104,7 @@ def cmd_pending(args) -> int:
 
 
 def cmd_decide(args) -> int:
-    _require_warehouse(args.db)
+    require_database(args.db)
     verdict = "approved" if args.command == "approve" else "rejected"
     ids = list(dict.fromkeys(args.audience_ids))
     with warehouse_lock(args.db, f"audience-engine {args.command}", args.lock_timeout), connect(args.db) as conn:
@@ -126,7 +115,14 @@ def cmd_decide(args) -> int:
             hint = " (--all-high found no pending HIGH-confidence item)" if getattr(args, "all_high", False) else ""
             raise ApprovalError(f"name the audience ids to {args.command}{hint}; see `audience-engine pending`")
         rows = decide(
-            conn, day, ids, verdict, by=args.by, note=args.note, now=datetime.now(UTC), settings=_settings(args)
+            conn,
+            day,
+            ids,
+            verdict,
+            by=args.by,
+            note=args.note,
+            now=datetime.now(UTC),
+            settings=execution_settings(args),
         )
     for r in rows.iter_rows(named=True):
         until = f" until {r['expires_at']:%Y-%m-%d %H:%M} UTC" if r["expires_at"] else ""
@@ -220,7 +216,7 @@ def _print_requests(rows: list[dict[str, Any]], apply: bool) -> None:
 
 
 def cmd_execute(args) -> int:
-    _require_warehouse(args.db)
+    require_database(args.db)
     if not args.apply:
         say(
             "DRY RUN: nothing is written to Meta; Meta validates each write (validate_only). Add --apply to write.",
@@ -229,7 +225,7 @@ def cmd_execute(args) -> int:
     with warehouse_lock(
         args.db, "audience-engine execute", args.lock_timeout, on_wait=lambda m: say(m + " ...", err=True)
     ):
-        result = run_execute_job(args.db, args.date, args.apply, _settings(args))
+        result = run_execute_job(args.db, args.date, args.apply, execution_settings(args))
         rows = _log_rows(args.db, "run_id = ?", [result.run_id])
     print_log(rows)
     _print_requests(rows, args.apply)
@@ -249,7 +245,7 @@ def cmd_execute(args) -> int:
 
 
 def cmd_actions(args) -> int:
-    _require_warehouse(args.db)
+    require_database(args.db)
     where, params = ("decision_date = ?", [args.date]) if args.date else ("true", [])
     with warehouse_lock(args.db, "audience-engine actions", args.lock_timeout):
         rows = _log_rows(args.db, where, params)
@@ -262,7 +258,7 @@ def cmd_actions(args) -> int:
 
 
 def cmd_revert(args) -> int:
-    _require_warehouse(args.db)
+    require_database(args.db)
     from audience_assets.execution.runner import revert
     from audience_assets.integrations.meta import MetaSettings
     from audience_assets.integrations.meta_writer import MetaWriter
@@ -284,29 +280,10 @@ def cmd_revert(args) -> int:
     return EXIT_FAILED if row["outcome"] == "failed" else (2 if row["outcome"] == "skipped" else 0)
 
 
-def _parse_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (expected YYYY-MM-DD)") from None
-
-
 def _common(p: argparse.ArgumentParser, with_date: bool = True) -> None:
     if with_date:
-        p.add_argument("--date", type=_parse_date, help="decision date YYYY-MM-DD (default: the newest)")
-    p.add_argument(
-        "--db",
-        default=database_path(),
-        help="DuckDB warehouse file (default: $AUDIENCE_ENGINE_DB or data/warehouse.duckdb)",
-    )
-    p.add_argument(
-        "--lock-timeout", type=float, default=1800.0, metavar="SECONDS", help="wait this long for another run"
-    )
-
-
-def _age(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-decision-age-days", type=int, metavar="DAYS",
-                   help="refuse decisions older than this many days (default 2)")  # fmt: skip
+        add_date(p)
+    add_warehouse(p)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -337,7 +314,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                 action="store_true",
                 help="also approve every pending HIGH-confidence item (never a default)",
             )
-            _age(p)
+            add_max_age(p)
         else:
             p.set_defaults(max_decision_age_days=None)
         _common(p)
@@ -348,7 +325,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         description="Execute the approved items of a decision date through the execute_approved job. Without --apply it is a dry run: Meta validates each write (validate_only) and nothing changes.",
     )
     p.add_argument("--apply", action="store_true", help="make the real writes (a token with ads_management is needed)")
-    _age(p)
+    add_max_age(p)
     _common(p)
     p.set_defaults(func=cmd_execute)
     p = sub.add_parser(

@@ -11,12 +11,12 @@ from typing import Any
 
 import polars as pl
 
+from audience_assets.cli_common import add_warehouse, parse_date
 from audience_assets.engine.config import load_config, parse_overrides
 from audience_assets.engine.fmt import currency_symbol
-from audience_assets.engine.outcomes import LABELS, OutcomeSettings, scorecard
 from audience_assets.feedback import ReplayError
 from audience_assets.terminal import Column, render_table, say, terminal_width
-from audience_assets.warehouse import connect, database_path, table_exists, warehouse_lock, write_atomically
+from audience_assets.warehouse import connect, require_database, table_exists, warehouse_lock, write_atomically
 
 CARD_TABLE = (
     Column("h", "h", right=True),
@@ -56,6 +56,8 @@ def _rate(hit: float | None, lo: float | None, hi: float | None) -> str:
 
 
 def print_card(card: pl.DataFrame) -> None:
+    from audience_assets.engine.outcomes import LABELS  # scipy: only when used
+
     rows = [
         {
             "h": r["horizon_days"],
@@ -84,13 +86,10 @@ def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:
     return json.loads(frame.write_json())
 
 
-def _require_warehouse(db: str) -> None:
-    if not Path(db).is_file():
-        raise FeedbackError(f"no warehouse at {db}: run `audience-engine demo` or `recommend` first, or pass --db")
-
-
 def cmd_outcomes(args) -> int:
-    _require_warehouse(args.db)
+    from audience_assets.engine.outcomes import LABELS, OutcomeSettings, scorecard  # scipy: only when used
+
+    require_database(args.db)
     with warehouse_lock(args.db, "audience-engine outcomes", args.lock_timeout), connect(args.db) as conn:
         if not table_exists(conn, "outcomes"):
             raise FeedbackError(f"no outcomes in {args.db} yet: run the graph on decision dates with days after them")
@@ -148,7 +147,9 @@ def print_side_by_side(baseline: pl.DataFrame, candidate: pl.DataFrame, currency
 
 
 def cmd_replay(args) -> int:
-    _require_warehouse(args.db)
+    from audience_assets.engine.outcomes import OutcomeSettings  # scipy: only when used
+
+    require_database(args.db)
     from audience_assets.feedback.replay import replay
 
     settings = OutcomeSettings(horizons=(args.horizon,)) if args.horizon else OutcomeSettings(horizons=(7,))
@@ -197,7 +198,9 @@ def _claude_client() -> Any | None:
 
 
 def cmd_feedback(args) -> int:
-    _require_warehouse(args.db)
+    from audience_assets.engine.outcomes import OutcomeSettings, scorecard  # scipy: only when used
+
+    require_database(args.db)
     from audience_assets.engine.feedback_analysis import FEEDBACK_KEYS
     from audience_assets.feedback.advice import advise
 
@@ -234,26 +237,12 @@ def cmd_feedback(args) -> int:
     return 0
 
 
-def _parse_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (expected YYYY-MM-DD)") from None
-
-
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--from", dest="date_from", type=_parse_date, help="first decision date (default: the first stored)")
-    p.add_argument("--to", dest="date_to", type=_parse_date, help="last decision date (default: the last stored)")
+    p.add_argument("--from", dest="date_from", type=parse_date, help="first decision date (default: the first stored)")
+    p.add_argument("--to", dest="date_to", type=parse_date, help="last decision date (default: the last stored)")
     p.add_argument("--horizon", type=int, help="judge over this horizon only (days)")
     p.add_argument("--json", metavar="OUT", help="also write the result as JSON")
-    p.add_argument(
-        "--db",
-        default=database_path(),
-        help="DuckDB warehouse file (default: $AUDIENCE_ENGINE_DB or data/warehouse.duckdb)",
-    )
-    p.add_argument(
-        "--lock-timeout", type=float, default=1800.0, metavar="SECONDS", help="wait this long for another run"
-    )
+    add_warehouse(p)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

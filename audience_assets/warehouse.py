@@ -66,6 +66,12 @@ def check_database_file(db: str) -> None:
         raise WarehouseError(f"the warehouse folder {path.parent} is a file, not a folder")
 
 
+def require_database(db: str) -> None:
+    """For commands that read what runs stored: a missing warehouse is an error, never a new empty file."""
+    if db != ":memory:" and not Path(db).is_file():
+        raise WarehouseError(f"no warehouse at {db}: run `audience-engine demo` or `recommend` first, or pass --db")
+
+
 MEMORY_LIMIT_ENV = "AUDIENCE_ENGINE_DUCKDB_MEMORY"
 
 

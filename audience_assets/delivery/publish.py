@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 
+from audience_assets.delivery import ReportError
 from audience_assets.delivery.report import render_report, report_data
 from audience_assets.engine.recommend import json_records
 
@@ -14,10 +15,6 @@ REPORT_DAYS = 28
 # Rows a page lists per account (actionable first, by rank): 20,000 audiences would make a 30 MB
 # page that takes seconds to build and to open; the counts and totals still cover every audience.
 REPORT_MAX_ROWS = 1000
-
-
-class ReportError(ValueError):
-    """No report can be made (nothing decided on that date); the message says what to do."""
 
 
 def report_html(conn: duckdb.DuckDBPyConnection, day: date, recommendations_file: str | None = None) -> str:
@@ -43,8 +40,3 @@ def report_html(conn: duckdb.DuckDBPyConnection, day: date, recommendations_file
         max_rows=REPORT_MAX_ROWS,
     )  # fmt: skip
     return render_report(data)
-
-
-def newest_decision_date(conn: duckdb.DuckDBPyConnection) -> date | None:
-    row = conn.execute("SELECT max(decision_date) FROM recommendations").fetchone()
-    return row[0] if row else None

@@ -318,10 +318,17 @@ def _is_template_join(explanation: str, reasons: Sequence[str]) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
+_ACTION_POS = {a: i for i, a in enumerate(ACTION_ORDER)}
+
+
+def page_order(action: str, rank: int, audience_id: str) -> tuple[int, int, str]:
+    """The sort key of the page: actionable first (SCALE, PAUSE, RETEST, then HOLD), by rank, then id."""
+    return _ACTION_POS.get(action, len(ACTION_ORDER)), rank, audience_id
+
+
 def order_rows(rows: Iterable[AudienceRow]) -> list[AudienceRow]:
     """Actionable first: SCALE, PAUSE, RETEST, then HOLD; by rank (then id) within each."""
-    pos = {a: i for i, a in enumerate(ACTION_ORDER)}
-    return sorted(rows, key=lambda r: (pos[r.action], r.rank, r.audience_id))
+    return sorted(rows, key=lambda r: page_order(r.action, r.rank, r.audience_id))
 
 
 def visible_rows(rows: Iterable[AudienceRow], max_hold_rows: int) -> tuple[list[AudienceRow], int]:
@@ -1078,8 +1085,7 @@ def _series(frame: pl.DataFrame) -> list[DailyPoint]:
 
 def _page_rows(rows: Sequence[Mapping[str, Any]], max_rows: int | None) -> list[Mapping[str, Any]]:
     """An account's rows in page order (actionable first, by rank), the first `max_rows` of them."""
-    pos = {a: i for i, a in enumerate(ACTION_ORDER)}
-    ordered = sorted(rows, key=lambda r: (pos.get(str(r["action"]), 9), int(r.get("rank") or 0), str(r["audience_id"])))
+    ordered = sorted(rows, key=lambda r: page_order(str(r["action"]), int(r.get("rank") or 0), str(r["audience_id"])))
     return ordered if max_rows is None else ordered[:max_rows]
 
 

@@ -285,11 +285,12 @@ def build_config(values: dict[str, Any] | None = None, where: str = "overrides")
         raise ConfigError(_format_errors(err, where)) from None
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def merge_settings(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`extra` over `base`, nested tables merged key by key."""
     out = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge_settings(out[key], value)
         else:
             out[key] = value
     return out
@@ -309,11 +310,11 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise ConfigError(f"rules file {p} is not valid TOML: {err}") from None
         where = str(p)
     if overrides:
-        values = _merge(values, overrides)
+        values = merge_settings(values, overrides)
         where = f"{where} + overrides" if path else "overrides"
     if "modifiers" in values:
         defaults = {k: v.model_dump(exclude_none=True) for k, v in _default_modifiers().items()}
-        values["modifiers"] = _merge(defaults, values["modifiers"])
+        values["modifiers"] = merge_settings(defaults, values["modifiers"])
     return build_config(values, where)
 
 
@@ -357,6 +358,17 @@ def to_toml(cfg: RulesConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
+def override(key: str, value: Any) -> dict[str, Any]:
+    """One setting as an override dict: "modifiers.BROAD.winner_roas", 1.2 -> {"modifiers": {"BROAD": {...}}}."""
+    out: dict[str, Any] = {}
+    node = out
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """`key=value` pairs (a value is parsed as JSON when it can be; dots nest) into an override dict."""
     out: dict[str, Any] = {}
@@ -368,9 +380,10 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             value: Any = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
-        node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
+        out = merge_settings(out, override(key, value))
     return out
+
+
+def apply_overrides(cfg: RulesConfig, overrides: dict[str, Any], where: str = "overrides") -> RulesConfig:
+    """A whole configuration with some settings changed, validated like a rules file."""
+    return build_config(merge_settings(cfg.model_dump(mode="json"), overrides), where) if overrides else cfg

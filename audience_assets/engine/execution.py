@@ -63,8 +63,9 @@ def to_minor(amount: float | None, currency: str, *, floor: bool = False) -> int
     return int(value.quantize(Decimal(1), rounding=ROUND_FLOOR if floor else ROUND_HALF_UP))
 
 
-def from_minor(value: int | None, currency: str) -> float | None:
-    return None if value is None else float(Decimal(value) / minor_unit_offset(currency))
+def from_minor(value: int | str | None, currency: str) -> float | None:
+    """Meta's integer minor units (an int, or the string Meta sends) as currency units, in Decimal arithmetic."""
+    return None if value is None else float(Decimal(str(value)) / minor_unit_offset(currency))
 
 
 def plan_digest(plan: Plan) -> str:

@@ -9,13 +9,15 @@ Nothing here changes a rule: each proposal comes with the replay command that te
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from audience_assets.engine.analysis import unfaithful_numbers
-from audience_assets.engine.config import ConfigError, RulesConfig, build_config
+from audience_assets.engine.config import ConfigError, RulesConfig, apply_overrides, override
 
 TYPE_FIELDS = ("winner_roas", "loser_roas", "marginal_roas_factor", "pause_loss_weight")
 GLOBAL_FIELDS = ("min_confidence_to_act", "min_confidence_to_pause", "scale_step_pct", "cooldown_hours")
@@ -82,16 +84,6 @@ def payload(inp: dict[str, Any]) -> str:
     return json.dumps(inp, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def _override(parameter: str, value: Any) -> dict[str, Any]:
-    node: dict[str, Any] = {}
-    out = node
-    parts = parameter.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-    return out
-
-
 def _figures(inp: dict[str, Any], refs: list[str]) -> dict[str, Any]:
     """The figures a text may quote: the referenced branches' and every parameter value."""
     by_ref = {b["ref"]: b for b in inp["branches"]}
@@ -131,7 +123,7 @@ def check_proposal(p: Proposal, inp: dict[str, Any], cfg: RulesConfig) -> str | 
     if missing:
         return f"unknown refs {missing}"
     try:
-        build_config(_merge(cfg.model_dump(mode="json"), _override(p.parameter, p.proposed_value)), p.parameter)
+        apply_overrides(cfg, override(p.parameter, p.proposed_value), p.parameter)
     except ConfigError as err:
         return f"invalid value: {str(err).splitlines()[-1].strip()}"
     extra = [float(v) for v in (p.current_value, p.proposed_value) if isinstance(v, (int, float))]
@@ -146,13 +138,6 @@ def check_pattern(p: Pattern, inp: dict[str, Any]) -> str | None:
         return f"unknown refs {missing}"
     bad = unfaithful_numbers(p.summary, _figures(inp, p.refs), _rates(inp, p.refs))
     return f"quotes figures not in the input: {', '.join(bad[:5])}" if bad else None
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def parse(text: str | None) -> tuple[FeedbackResponse | None, str | None]:
@@ -189,50 +174,54 @@ def replay_command(p: Proposal, date_from: str, date_to: str) -> str:
     return f"audience-engine replay --from {date_from} --to {date_to} --set {p.parameter}={p.proposed_value}"
 
 
-def _step(value: float, by: float, upper: float | None = None) -> float:
-    out = round(value + by, 2)
-    return min(out, upper) if upper is not None else out
+@dataclass(frozen=True)
+class _Rule:
+    """A rule of thumb: when a scorecard row's misses are frequent enough, step one parameter."""
+
+    field: str  # the modifier field it steps
+    step: float
+    upper: float | None
+    applies: Callable[[dict[str, Any]], bool]
+    evidence: str  # formatted with the row's figures and `t` (the modifier key), `labelled`
+
+
+_RULES = (
+    _Rule(
+        "marginal_roas_factor", 0.05, 1.0,
+        lambda b: b["rule_branch"] == "gate:SCALE_held" and b["missed_winner"] >= 3,
+        "{missed_winner} of {decisions} {t} audiences the gate held back were winners over the next {horizon_days} "
+        "days, losing {lost:,.0f}; a higher factor lowers the bar a SCALE must clear",
+    ),
+    _Rule(
+        "winner_roas", 0.1, None,
+        lambda b: b["false_positive_scale"] >= 2 and b["false_positive_scale"] >= 0.3 * b["labelled"],
+        "{false_positive_scale} of {labelled} judged {t} decisions in {rule_branch} were scales that fell below the "
+        "account average over {horizon_days} days, losing {lost:,.0f}",
+    ),
+    _Rule(
+        "pause_loss_weight", 2.0, None,
+        lambda b: b["bad_pause"] >= 2 and b["bad_pause"] >= 0.2 * b["labelled"],
+        "{bad_pause} of {labelled} judged {t} decisions in {rule_branch} paused audiences that stayed above the "
+        "account average over {horizon_days} days",
+    ),
+)  # fmt: skip
 
 
 def _template_proposal(b: dict[str, Any], params: dict[str, Any]) -> Proposal | None:
-    """A rule of thumb for one scorecard row, when its misses are frequent enough to act on."""
-    t, ref, h = b["modifier_key"], b["ref"], b["horizon_days"]
-    key = f"modifiers.{t}"
-    if b["rule_branch"] == "gate:SCALE_held" and b["missed_winner"] >= 3 and f"{key}.marginal_roas_factor" in params:
-        name = f"{key}.marginal_roas_factor"
-        cur = params[name]
-        if cur < 1:
-            evidence = (f"{b['missed_winner']} of {b['decisions']} {t} audiences the gate held back were winners "
-                        f"over the next {h} days, losing {b['lost']:,.0f}; a higher factor lowers the bar a SCALE must clear")  # fmt: skip
-            return Proposal(
-                parameter=name, current_value=cur, proposed_value=_step(cur, 0.05, 1.0), evidence=evidence, refs=[ref]
-            )
-    labelled = b["labelled"]
-    if (
-        b["false_positive_scale"] >= 2
-        and b["false_positive_scale"] >= 0.3 * labelled
-        and f"{key}.winner_roas" in params
-    ):
-        name = f"{key}.winner_roas"
-        evidence = (f"{b['false_positive_scale']} of {labelled} judged {t} decisions in {b['rule_branch']} were scales "
-                    f"that fell below the account average over {h} days, losing {b['lost']:,.0f}")  # fmt: skip
+    """The first rule of thumb that applies to one scorecard row and can still move its parameter."""
+    for rule in _RULES:
+        name = f"modifiers.{b['modifier_key']}.{rule.field}"
+        if name not in params or not rule.applies(b):
+            continue
+        current = params[name]
+        proposed = round(current + rule.step, 2)
+        if rule.upper is not None:
+            proposed = min(proposed, rule.upper)
+        if proposed == current:
+            continue
+        evidence = rule.evidence.format(t=b["modifier_key"], **b)
         return Proposal(
-            parameter=name,
-            current_value=params[name],
-            proposed_value=_step(params[name], 0.1),
-            evidence=evidence,
-            refs=[ref],
-        )
-    if b["bad_pause"] >= 2 and b["bad_pause"] >= 0.2 * labelled and f"{key}.pause_loss_weight" in params:
-        name = f"{key}.pause_loss_weight"
-        evidence = (f"{b['bad_pause']} of {labelled} judged {t} decisions in {b['rule_branch']} paused audiences "
-                    f"that stayed above the account average over {h} days")  # fmt: skip
-        return Proposal(
-            parameter=name,
-            current_value=params[name],
-            proposed_value=_step(params[name], 2.0),
-            evidence=evidence,
-            refs=[ref],
+            parameter=name, current_value=current, proposed_value=proposed, evidence=evidence, refs=[b["ref"]]
         )
     return None
 

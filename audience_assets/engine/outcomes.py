@@ -19,8 +19,7 @@ import hashlib
 import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
-from scipy.special import gammaincc
-from scipy.stats import norm
+from scipy.special import gammaincc, ndtri
 
 from audience_assets.engine.confidence import posterior
 from audience_assets.engine.config import RulesConfig
@@ -236,7 +235,7 @@ def scorecard(outcomes: pl.DataFrame, settings: OutcomeSettings, keys: list[str]
         (pl.col("decisions") - pl.col("inconclusive")).alias("labelled"),
         (pl.col("gained") - pl.col("lost")).alias("net"),
     ).sort(keys)  # fmt: skip
-    z = float(norm.ppf(0.5 + settings.interval / 2))
+    z = float(ndtri(0.5 + settings.interval / 2))
     lo, hi = _wilson(card["good_call"].to_numpy().astype(float), card["labelled"].to_numpy().astype(float), z)
     tail = (1 - settings.interval) / 2 * 100
     rng = np.random.default_rng(settings.seed)

@@ -209,8 +209,12 @@ def _reseal(conn: duckdb.DuckDBPyConnection, ids: list[str]) -> None:
         "WHERE list_contains(?, approval_id)",
         [ids],
     ).pl()
-    for row in rows.iter_rows(named=True):
-        conn.execute("UPDATE approvals SET seal = ? WHERE approval_id = ?", [row_seal(row), row["approval_id"]])
+    seals = rows.select("approval_id", pl.Series("seal", [row_seal(r) for r in rows.iter_rows(named=True)], pl.Utf8))
+    conn.register("_seals", seals)
+    try:  # one statement for all of them (--all-high may decide hundreds)
+        conn.execute("UPDATE approvals SET seal = s.seal FROM _seals s WHERE approvals.approval_id = s.approval_id")
+    finally:
+        conn.unregister("_seals")
 
 
 def newest_decision_date(conn: duckdb.DuckDBPyConnection) -> date | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,11 +66,8 @@ class Breaker:
     rate_errors: int = 0
     opened: str | None = None
 
-    def record(self, err: Exception) -> None:
-        code = getattr(err, "code", None)
-        if code is None:
-            found = re.search(r"code (\d+)", str(err))
-            code = int(found.group(1)) if found else None
+    def record(self, err: MetaError) -> None:
+        code = err.code
         if code in AUTH_CODES:
             self.opened = f"Meta error {code} (token or permission): every later write would fail too"
         elif code in RATE_LIMIT_CODES:
@@ -90,6 +86,7 @@ class Run:
     clock: Callable[[], datetime]
     say: Callable[[str], None]
     breaker: Breaker = field(init=False)
+    stored: set[str] = field(default_factory=set)  # action ids already in action_log (started rows)
 
     def __post_init__(self) -> None:
         self.breaker = Breaker(self.settings.breaker_errors)
@@ -179,8 +176,9 @@ def _offline_refusal(run: Run, item: dict[str, Any]) -> str | None:
     ).fetchone()
     if done:
         return f"already applied by action {done[0]} at {done[1]} UTC: not written again"
-    if run.apply and writes_blocked(run.settings):
-        return writes_blocked(run.settings)
+    blocked = writes_blocked(run.settings) if run.apply else None
+    if blocked:
+        return blocked
     if run.breaker.opened:
         return f"not attempted: the circuit breaker opened after {run.breaker.opened}"
     return None
@@ -292,9 +290,7 @@ def _one(run: Run, item: dict[str, Any]) -> dict[str, Any]:
         )
     except MetaError as err:
         run.breaker.record(err)
-        return _finish(
-            run, row, "failed", f"reading the live ad set failed: {err}", error_code=getattr(err, "code", None)
-        )
+        return _finish(run, row, "failed", f"reading the live ad set failed: {err}", error_code=err.code)
     if reasons:
         return _finish(run, row, "skipped", "; ".join(reasons))
     if not run.apply:
@@ -305,6 +301,7 @@ def _one(run: Run, item: dict[str, Any]) -> dict[str, Any]:
 def _reconcile(run: Run, row: dict[str, Any], earlier: str | None, copy_id: str | None) -> dict[str, Any]:
     if earlier and run.apply:
         row["action_id"] = earlier  # the interrupted attempt's row is completed, not repeated
+        run.stored.add(earlier)
         return _finish(
             run, row, "applied",
             "reconciled: Meta already held the approved state after an interrupted run; nothing written again",
@@ -342,6 +339,7 @@ def _write(run: Run, row: dict[str, Any], item: dict[str, Any], live: LiveAdSet,
         _update(run.conn, earlier, {**row, "outcome": "started"})
     else:
         _insert(run.conn, {**row, "outcome": "started"})
+    run.stored.add(row["action_id"])
     sent_at = run.clock()
     error: MetaWriteError | None = None
     result = None
@@ -363,7 +361,7 @@ def _verify(
         after, raw = _read(run, new_id or item["adset_id"])
     except MetaError as err:
         reason = f"{'the write failed: ' + str(error) + '; ' if error else ''}reading it back failed: {err}"
-        return _finish(run, row, "failed", reason, error_code=getattr(error, "code", None))
+        return _finish(run, row, "failed", reason, error_code=error.code if error else None)
     row["state_after"] = _dump(raw)
     edited = after.last_significant_edit_at
     row["learning_restarted"] = bool(
@@ -411,8 +409,7 @@ def execute(
     run = Run(conn, writer, settings, apply, run_id, clock or (lambda: datetime.now(UTC)), say or (lambda _m: None))
     for item in _items(conn, day).iter_rows(named=True):
         row = _one(run, item)
-        exists = conn.execute("SELECT count(*) FROM action_log WHERE action_id = ?", [row["action_id"]]).fetchone()[0]
-        if exists:
+        if row["action_id"] in run.stored:
             _update(conn, row["action_id"], row)
         else:
             _insert(conn, row)

@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from audience_assets.engine.config import ConfigError, RulesConfig, build_config, load_config
+from audience_assets.engine.config import ConfigError, RulesConfig, apply_overrides, load_config
 from audience_assets.engine.outcomes import OutcomeSettings, scorecard
 from audience_assets.engine.pipeline import run_engine
 from audience_assets.engine.prepare import target_cpa_columns
@@ -39,17 +39,10 @@ class ReplayResult:
     candidate_card: pl.DataFrame
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def candidate_rules(stored: RulesConfig, config_path: str | None, overrides: dict[str, Any]) -> RulesConfig:
     """The stored rules (or a rules file) with the overrides on top; the window settings must not move."""
     base = load_config(config_path) if config_path else stored
-    cand = build_config(_merge(base.model_dump(mode="json"), overrides), "--set") if overrides else base
+    cand = apply_overrides(base, overrides, "--set")
     moved = [k for k in SQL_SETTINGS if getattr(cand, k) != getattr(stored, k)]
     if moved:
         raise ReplayError(

@@ -82,7 +82,12 @@ def redact(text: str, *secrets: str | None) -> str:
 
 
 class MetaError(RuntimeError):
-    """A Meta API failure a user must act on (token, permission, parameter) or that outlasted retries."""
+    """A Meta API failure a user must act on (token, permission, parameter) or that outlasted retries;
+    `code` is Meta's error code when Meta answered with one."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class MetaTooLarge(MetaError):
@@ -199,13 +204,14 @@ class MetaClient:
             raise MetaTooLarge(f"{account}: Meta asks to reduce the amount of data in one read")
         if code in FATAL_CODES:
             message = redact(str(err.api_error_message()), self.settings.access_token, self.settings.app_secret)
-            raise MetaError(f"{account}: " + FATAL_CODES[code].format(account=account) + f": {message}")
+            raise MetaError(f"{account}: " + FATAL_CODES[code].format(account=account) + f": {message}", code)
         transient = code in TRANSIENT_CODES or err.api_transient_error() or (err.http_status() or 0) >= 500
         if not transient or attempt >= self.settings.max_retries:
             raise MetaError(
                 f"{account}: Meta error code {code} (subcode {err.api_error_subcode()}, HTTP {err.http_status()})"
                 f" after {attempt} attempt(s): "
-                + redact(str(err.api_error_message()), self.settings.access_token, self.settings.app_secret)
+                + redact(str(err.api_error_message()), self.settings.access_token, self.settings.app_secret),
+                code,
             )
         self._back_off(attempt)
 

@@ -40,8 +40,7 @@ class MetaWriteError(MetaError):
     """A write (or the read around it) that Meta refused or that did not reach Meta."""
 
     def __init__(self, message: str, code: int | None = None, subcode: int | None = None, trace_id: str = "") -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code)
         self.subcode = subcode
         self.trace_id = trace_id
 

@@ -13,13 +13,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
-from audience_assets.engine.fmt import minor_unit_offset
+from audience_assets.engine.execution import from_minor
 from audience_assets.sources import AUDIENCE_SCHEMA, RAW_COLUMNS, RAW_INSIGHTS_API, empty_days
 
 DEFAULT_PURCHASE_PRIORITY = (
@@ -54,11 +53,9 @@ INSIGHT_SCHEMA = {
 }
 
 
-def from_minor(value: Any, currency: str) -> float | None:
-    """A Meta budget string in minor units -> currency units (Decimal arithmetic, then float)."""
-    if value in (None, "", "0"):
-        return None
-    return float(Decimal(str(value)) / minor_unit_offset(currency))
+def budget_from_minor(value: Any, currency: str) -> float | None:
+    """A Meta budget string in minor units -> currency units; "0" or empty means the ad set has none."""
+    return None if value in (None, "", "0") else from_minor(value, currency)
 
 
 def _canonical(list_col: str, priority: tuple[str, ...]) -> pl.Expr:
@@ -209,8 +206,8 @@ def audiences_frame(
     for a in adsets:
         kind, pct, quality = audience_type(a.get("targeting"))
         c = camp.get(str(a.get("campaign_id")), {})
-        own_budget = from_minor(a.get("daily_budget"), currency)
-        own_lifetime = from_minor(a.get("lifetime_budget"), currency)
+        own_budget = budget_from_minor(a.get("daily_budget"), currency)
+        own_lifetime = budget_from_minor(a.get("lifetime_budget"), currency)
         # An ad set with no budget of its own spends its campaign's (CBO / Advantage+ campaign budget).
         cbo = own_budget is None and own_lifetime is None
         created = _parse_time(a.get("created_time"))

@@ -139,17 +139,19 @@ def test_replay_with_the_stored_rules_changes_nothing(judged):
     assert result.baseline_card.equals(result.candidate_card)
 
 
+def _stored_decisions(db) -> pl.DataFrame:
+    with duckdb.connect(str(db)) as conn:
+        return conn.execute("SELECT * FROM decisions ORDER BY decision_date, adset_id").pl()
+
+
 def test_replay_with_a_stricter_rule_changes_what_it_should(judged):
+    before = _stored_decisions(judged.db)
     result = _replay(judged, min_confidence_to_act="HIGH")
-    with duckdb.connect(str(judged.db)) as conn:
-        expected = conn.execute(
-            "SELECT decision_date, adset_id FROM decisions WHERE action IN ('SCALE', 'RETEST') AND confidence = 'MEDIUM'"
-        ).fetchall()
+    expected = before.filter(pl.col("action").is_in(["SCALE", "RETEST"]) & (pl.col("confidence") == "MEDIUM"))
+    assert expected.height > 0
     changed = result.changed
-    assert sorted(zip(changed["decision_date"], changed["adset_id"], strict=True)) == sorted(expected)
+    assert sorted(zip(changed["decision_date"], changed["adset_id"], strict=True)) == sorted(
+        zip(expected["decision_date"], expected["adset_id"], strict=True)
+    )
     assert set(changed["candidate_action"]) == {"HOLD"}
-    # The stored decisions are untouched.
-    with duckdb.connect(str(judged.db)) as conn:
-        assert conn.execute(
-            "SELECT count(*) FROM decisions WHERE confidence = 'MEDIUM' AND action = 'SCALE'"
-        ).fetchone()[0]
+    assert _stored_decisions(judged.db).equals(before)  # the stored decisions are untouched

@@ -13,7 +13,7 @@ from audience_assets.sources.meta import (
     apply_overrides,
     audience_type,
     audiences_frame,
-    from_minor,
+    budget_from_minor,
     insights_frame,
 )
 
@@ -93,7 +93,7 @@ def test_audience_type_from_targeting(targeting, expected):
     ],
 )
 def test_budgets_from_minor_units(value, currency, expected):
-    assert from_minor(value, currency) == expected
+    assert budget_from_minor(value, currency) == expected
 
 
 def _row(actions, values, **extra):

@@ -24,7 +24,7 @@ from audience_assets.defs.common import (
 )
 from audience_assets.defs.resources import ExecutionResource, MetaResource, RulesResource
 from audience_assets.engine.execution import verify_action_log
-from audience_assets.engine.fmt import minor_unit_offset
+from audience_assets.engine.fmt import minor_unit
 from audience_assets.execution import ApprovalError, ExecutionError
 from audience_assets.execution.approvals import (
     current,
@@ -81,10 +81,9 @@ def verify_log(conn: duckdb_mod.DuckDBPyConnection, max_scale_pct: float) -> tup
         "SELECT account_id, decision_date, any_value(account_increase_cap) AS cap, any_value(currency) AS currency "
         "FROM decisions WHERE decision_date IN (SELECT DISTINCT decision_date FROM action_log) GROUP BY ALL"
     ).pl()
-    offset = pl.col("currency").fill_null("").map_elements(minor_unit_offset, return_dtype=pl.Int64)
-    caps = caps.select(
-        "account_id", "decision_date", (pl.col("cap") * offset).floor().cast(pl.Int64).alias("account_cap_minor")
-    )
+    # Meta's integer minor units: the cap over the size of one minor unit (0.01, or 1 for zero-decimal currencies).
+    minor = (pl.col("cap") / minor_unit(pl.col("currency")) + 1e-6).floor().cast(pl.Int64)
+    caps = caps.select("account_id", "decision_date", minor.alias("account_cap_minor"))
     approvals_rows = conn.execute("SELECT * FROM approvals").pl()
     return verify_action_log(log, approvals_rows, caps, max_scale_pct), log.height
 
