@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from audience_assets.cli_common import parse_date
+from audience_assets.cli_common import default_warehouse, parse_date
 from audience_assets.cli_delivery import USER_ERRORS as DELIVERY_ERRORS
 from audience_assets.cli_delivery import add_commands as add_delivery_commands
 from audience_assets.cli_execution import USER_ERRORS as EXECUTION_ERRORS
@@ -25,7 +25,7 @@ from audience_assets.engine.config import ConfigError, load_config, parse_overri
 from audience_assets.engine.schema import recommendation_json_schema_text
 from audience_assets.sources import InputError, SourceSpec
 from audience_assets.terminal import Column, render_table, say, terminal_width
-from audience_assets.warehouse import check_database_file, database_path, warehouse_lock
+from audience_assets.warehouse import check_database_file, database_path, is_lake, warehouse_lock
 
 EXIT_INPUT = 2
 EXIT_GUARDRAIL = 3
@@ -360,7 +360,11 @@ def _finish(args, as_of: date, source: dict[str, Any]) -> int:
     _check_decision_date(as_of)
     out = Path(args.out)
     _check_out(out)
+    if not args.db:
+        database_path()  # raises the clear error for a malformed AUDIENCE_ENGINE_WAREHOUSE
     check_database_file(args.db)
+    if is_lake(args.db):  # the definitions then know there is no one-writer pool
+        os.environ["AUDIENCE_ENGINE_WAREHOUSE"] = args.db
     t0 = time.monotonic()
 
     def waiting(message: str) -> None:
@@ -474,9 +478,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--db",
-        default=database_path(),
-        help="DuckDB warehouse file (default: $AUDIENCE_ENGINE_DB or data/warehouse.duckdb); "
-        "runs on one warehouse take turns (a lock file <db>.lock beside it)",
+        "--warehouse",
+        dest="db",
+        default=default_warehouse(),
+        help="the warehouse: a DuckDB file, or a DuckLake lake (ducklake:sqlite:PATH, ducklake:postgres:CONNINFO, "
+        "ducklake:PATH.ducklake); default $AUDIENCE_ENGINE_WAREHOUSE, else $AUDIENCE_ENGINE_DB, else data/warehouse.duckdb; "
+        "runs on one DuckDB file take turns (a lock file <db>.lock beside it), runs on a lake do not",
     )
     p.add_argument("--out", default=DEFAULT_OUT, help=f"recommendations JSON to write (default {DEFAULT_OUT})")
     p.add_argument(

@@ -39,9 +39,9 @@ def test_large_replace_is_visible_in_the_same_connection_and_idempotent():
 def test_partition_replace_keeps_other_partitions_and_adds_new_columns():
     conn = duckdb.connect()
     d1, d2 = date(2026, 11, 25), date(2026, 11, 26)
-    replace_partition(conn, "t", pl.DataFrame({"decision_date": [d1, d1], "x": [1, 2]}), "decision_date", d1)
-    replace_partition(conn, "t", pl.DataFrame({"decision_date": [d2], "x": [3], "y": ["new"]}), "decision_date", d2)
-    replace_partition(conn, "t", pl.DataFrame({"decision_date": [d2], "x": [4], "y": ["again"]}), "decision_date", d2)
+    replace_partition(conn, "t", pl.DataFrame({"decision_date": [d1, d1], "x": [1, 2]}), {"decision_date": d1})
+    replace_partition(conn, "t", pl.DataFrame({"decision_date": [d2], "x": [3], "y": ["new"]}), {"decision_date": d2})
+    replace_partition(conn, "t", pl.DataFrame({"decision_date": [d2], "x": [4], "y": ["again"]}), {"decision_date": d2})
     rows = conn.execute("SELECT decision_date, x, y FROM t ORDER BY x").fetchall()
     assert rows == [(d1, 1, None), (d1, 2, None), (d2, 4, "again")]
 
@@ -49,8 +49,8 @@ def test_partition_replace_keeps_other_partitions_and_adds_new_columns():
 def test_failed_insert_leaves_the_table_as_it_was():
     conn = duckdb.connect()
     d = date(2026, 11, 26)
-    replace_partition(conn, "t", pl.DataFrame({"decision_date": [d], "x": [1]}), "decision_date", d)
+    replace_partition(conn, "t", pl.DataFrame({"decision_date": [d], "x": [1]}), {"decision_date": d})
     bad = pl.DataFrame({"decision_date": [d], "x": ["not a number"]})
     with pytest.raises(duckdb.Error):
-        replace_partition(conn, "t", bad, "decision_date", d)
+        replace_partition(conn, "t", bad, {"decision_date": d})
     assert conn.execute("SELECT x FROM t").fetchall() == [(1,)]

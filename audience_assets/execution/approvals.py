@@ -25,6 +25,7 @@ from audience_assets.engine.execution import (
 )
 from audience_assets.engine.recommend import decisive_reason
 from audience_assets.execution import ApprovalError
+from audience_assets.warehouse import ensure_table_ddl, transaction
 
 APPROVAL_KEY_ENV = "AUDIENCE_ENGINE_APPROVAL_KEY"
 
@@ -47,8 +48,8 @@ ACTION_LOG_DDL = """CREATE TABLE IF NOT EXISTS action_log (
 
 
 def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
-    conn.execute(APPROVALS_DDL)
-    conn.execute(ACTION_LOG_DDL)
+    ensure_table_ddl(conn, APPROVALS_DDL)
+    ensure_table_ddl(conn, ACTION_LOG_DDL)
 
 
 def naive(t: datetime | None) -> datetime | None:
@@ -131,24 +132,32 @@ def executed_keys(conn: duckdb.DuckDBPyConnection) -> set[str]:
     return {r[0] for r in rows}
 
 
-def sync_pending(conn: duckdb.DuckDBPyConnection, day: date, now: datetime) -> dict[str, int]:
-    """Bring the day's approvals in line with its recommendations, in one transaction.
+def sync_pending(
+    conn: duckdb.DuckDBPyConnection, day: date, now: datetime, account: str | None = None
+) -> dict[str, int]:
+    """Bring the day's approvals (of one account, or all) in line with its recommendations, in one transaction.
 
     New plans start pending; a plan the latest run no longer proposes is superseded (an approval binds
     its exact plan, so a recomputed decision needs a new one); decided rows are never deleted."""
     ensure_tables(conn)
+    who = {"day": day, "account": account}
     recs = conn.execute(
-        "SELECT * FROM recommendations WHERE decision_date = ? AND list_contains(?, action) ORDER BY rank",
-        [day, list(WRITTEN_ACTIONS)],
+        "SELECT * FROM recommendations WHERE decision_date = $day AND list_contains($actions, action) "
+        "AND ($account::VARCHAR IS NULL OR account_id = $account) ORDER BY account_id, rank",
+        who | {"actions": list(WRITTEN_ACTIONS)},
     ).pl()
     planned = _planned(recs)
     wanted = {r["approval_id"] for r in planned}
     done = executed_keys(conn)
-    conn.execute("BEGIN TRANSACTION")
-    try:
+
+    def body() -> tuple[int, int]:
         have = {
             r[0]: r[1]
-            for r in conn.execute("SELECT approval_id, status FROM approvals WHERE decision_date = ?", [day]).fetchall()
+            for r in conn.execute(
+                "SELECT approval_id, status FROM approvals WHERE decision_date = $day "
+                "AND ($account::VARCHAR IS NULL OR account_id = $account)",
+                who,
+            ).fetchall()
         }
         stale = [a for a, s in have.items() if a not in wanted and s in ("pending", "approved")]
         stale_keys = conn.execute(
@@ -172,11 +181,10 @@ def sync_pending(conn: duckdb.DuckDBPyConnection, day: date, now: datetime) -> d
                 [revived],
             )
             _reseal(conn, revived)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return {"new": len(fresh), "superseded": len(stale), "actionable": len(planned)}
+        return len(fresh), len(stale)
+
+    fresh, stale = transaction(conn, body, "approvals")
+    return {"new": fresh, "superseded": stale, "actionable": len(planned)}
 
 
 def _insert(conn: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], now: datetime) -> None:
@@ -224,15 +232,20 @@ def newest_decision_date(conn: duckdb.DuckDBPyConnection) -> date | None:
 
 
 def current(
-    conn: duckdb.DuckDBPyConnection, day: date, statuses: tuple[str, ...] = ("pending", "approved")
+    conn: duckdb.DuckDBPyConnection,
+    day: date,
+    statuses: tuple[str, ...] = ("pending", "approved"),
+    account: str | None = None,
 ) -> pl.DataFrame:
-    """The day's live approvals (not superseded), best ranked first, with whether each was applied."""
+    """The day's live approvals (not superseded; of one account, or all), best ranked first, with
+    whether each was applied."""
     ensure_tables(conn)
     return conn.execute(
         "SELECT a.*, EXISTS (SELECT 1 FROM action_log l WHERE l.idempotency_key = a.idempotency_key "
         "AND l.mode = 'apply' AND l.outcome = 'applied' AND l.reverts_action_id IS NULL) AS applied "
-        "FROM approvals a WHERE decision_date = ? AND list_contains(?, status) ORDER BY rank",
-        [day, list(statuses)],
+        "FROM approvals a WHERE decision_date = $day AND list_contains($statuses, status) "
+        "AND ($account::VARCHAR IS NULL OR a.account_id = $account) ORDER BY a.account_id, rank",
+        {"day": day, "statuses": list(statuses), "account": account},
     ).pl()
 
 
@@ -278,18 +291,16 @@ def decide(
         raise ApprovalError("; ".join(problems))
     expires = now + timedelta(hours=settings.approval_ttl_hours) if verdict == "approved" else None
     ids = [by_id[a]["approval_id"] for a in dict.fromkeys(adset_ids)]
-    conn.execute("BEGIN TRANSACTION")
-    try:
+
+    def body() -> None:
         conn.execute(
             "UPDATE approvals SET status = ?, decided_by = ?, decided_at = ?, expires_at = ?, note = ?, "
             "decided_via = ? WHERE list_contains(?, approval_id)",
             [verdict, by.strip(), naive(now), naive(expires), note, via, ids],
         )
         _reseal(conn, ids)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+
+    transaction(conn, body, "approvals")
     return current(conn, day, ("approved", "rejected")).filter(pl.col("approval_id").is_in(ids))
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import duckdb
 
 from audience_assets.engine.config import RulesConfig
+from audience_assets.warehouse import ensure_table_ddl, retry_conflicts
 
 RULE_CONFIGS_DDL = (
     "CREATE TABLE IF NOT EXISTS rule_configs (config_hash VARCHAR, config_json VARCHAR, first_used_at TIMESTAMP)"
@@ -21,15 +22,17 @@ class ReplayError(ValueError):
 
 def record_config(conn: duckdb.DuckDBPyConnection, cfg: RulesConfig) -> None:
     """Keep the full rules behind a config hash (once per hash): replay starts from exactly these."""
-    conn.execute(RULE_CONFIGS_DDL)
+    ensure_table_ddl(conn, RULE_CONFIGS_DDL)
     digest = cfg.config_hash()
-    if conn.execute("SELECT count(*) FROM rule_configs WHERE config_hash = ?", [digest]).fetchone()[0]:
-        return
     now = datetime.now(UTC).replace(tzinfo=None)
-    conn.execute("INSERT INTO rule_configs VALUES (?, ?, ?)", [digest, cfg.model_dump_json(), now])
+    # One statement: concurrent runs on a lake never store a hash twice (a conflict is retried).
+    insert = (
+        "INSERT INTO rule_configs SELECT ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM rule_configs WHERE config_hash = ?)"
+    )
+    retry_conflicts(conn, lambda: conn.execute(insert, [digest, cfg.model_dump_json(), now, digest]), "rule_configs")
 
 
 def stored_config(conn: duckdb.DuckDBPyConnection, digest: str) -> RulesConfig | None:
-    conn.execute(RULE_CONFIGS_DDL)
+    ensure_table_ddl(conn, RULE_CONFIGS_DDL)
     row = conn.execute("SELECT config_json FROM rule_configs WHERE config_hash = ?", [digest]).fetchone()
     return RulesConfig.model_validate_json(row[0]) if row else None

@@ -32,7 +32,6 @@ shows it, and a file without it loses nothing.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from xml.etree import ElementTree
 
 import duckdb
 
+from audience_assets.extensions import ExtensionError, extension_path, load_extension
 from audience_assets.sources import INSIGHTS_REQUIRED, InputError
 from audience_assets.sources.validation import DEFAULT_CURRENCY, Check, as_date, blank, lit, q
 
@@ -357,31 +357,18 @@ def workbook_kind(path: Path) -> Literal["xlsx"] | None:
 
 def excel_extension_path() -> Path:
     """The excel extension shipped in the duckdb-extension-excel package, for this DuckDB version."""
-    fix = f"pip install duckdb-extension-excel=={duckdb.__version__} (or export the report as CSV)"
-    spec = importlib.util.find_spec(EXTENSION_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise InputError(f"reading .xlsx needs DuckDB's excel extension, which is not installed: {fix}")
-    base = Path(next(iter(spec.submodule_search_locations))) / "extensions"
-    wanted = base / f"v{duckdb.__version__}" / "excel.duckdb_extension"
-    if wanted.is_file():
-        return wanted
-    built = sorted(p.parent.name for p in base.glob("v*/excel.duckdb_extension")) or ["none"]
-    raise InputError(
-        f"reading .xlsx needs DuckDB's excel extension for DuckDB v{duckdb.__version__}; "
-        f"{base} has it for {', '.join(built)}: {fix}"
-    )
+    try:
+        return extension_path("excel", EXTENSION_PACKAGE)
+    except ExtensionError as err:
+        raise InputError(f"cannot read .xlsx: {err} (or export the report as CSV)") from None
 
 
 def load_excel(conn: duckdb.DuckDBPyConnection) -> None:
     """LOAD the packaged extension into this connection (no network: it is never INSTALLed)."""
-    path = excel_extension_path()
     try:
-        conn.execute(f"LOAD {lit(str(path))}")
-    except duckdb.Error as err:
-        raise InputError(
-            f"DuckDB's excel extension at {path} could not be loaded ({str(err).splitlines()[0]}): "
-            f"reinstall duckdb-extension-excel=={duckdb.__version__}, or export the report as CSV"
-        ) from None
+        load_extension(conn, "excel", EXTENSION_PACKAGE)
+    except ExtensionError as err:
+        raise InputError(f"{err}, or export the report as CSV") from None
 
 
 def sheet_names(path: Path) -> list[str]:

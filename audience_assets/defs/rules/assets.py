@@ -11,12 +11,15 @@ from dagster_duckdb import DuckDBResource
 from audience_assets.defs.common import (
     PARTITIONS,
     POOL,
+    account_of,
     as_of,
     description,
     doc_check_spec,
     guardrail_result,
     load_partition,
     markdown_preview,
+    partition_of,
+    partition_scope,
     table_result,
     write_partition,
 )
@@ -25,7 +28,7 @@ from audience_assets.engine.guardrails import verify_guardrails
 from audience_assets.engine.pipeline import RULE_STAGES, RULE_TABLES, run_rules
 from audience_assets.engine.prepare import KEYS
 from audience_assets.feedback import record_config
-from audience_assets.warehouse import table_exists
+from audience_assets.warehouse import clear_rows, ensure_view, table_exists, transaction
 
 GROUP = "rules"
 GUARDRAIL_CHECK = "guardrails"
@@ -43,10 +46,10 @@ PREVIEW = {
 }
 
 
-def rule_inputs(conn: duckdb_mod.DuckDBPyConnection, day: date) -> pl.DataFrame:
+def rule_inputs(conn: duckdb_mod.DuckDBPyConnection, day: date, account: str | None = None) -> pl.DataFrame:
     """The prepared rows the rule stages start from: window metrics with the audience_scores columns."""
-    frame = load_partition(conn, "window_metrics", day)
-    return frame.join(load_partition(conn, "audience_scores", day), on=KEYS, how="left")
+    frame = load_partition(conn, "window_metrics", day, account)
+    return frame.join(load_partition(conn, "audience_scores", day, account), on=KEYS, how="left")
 
 
 def _specs() -> list[dg.AssetSpec]:
@@ -73,12 +76,14 @@ def stage_view(conn: duckdb_mod.DuckDBPyConnection, table: str, columns: list[st
     """A stage's table as a view of its columns in `decisions` (which keeps the whole trail): the
     same rows for every decision date, written once."""
     kind = conn.execute(
-        "SELECT table_type FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'", [table]
+        "SELECT table_type FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main' "
+        "AND table_catalog = current_database()",
+        [table],
     ).fetchone()
     if kind and kind[0] == "BASE TABLE":  # stored by an earlier version: decisions holds the same columns
         conn.execute(f'DROP TABLE "{table}"')
     cols = ", ".join(f'"{c}"' for c in columns)
-    conn.execute(f'CREATE OR REPLACE VIEW "{table}" AS SELECT {cols} FROM decisions')
+    ensure_view(conn, table, f"SELECT {cols} FROM decisions")
 
 
 def _stage_extra(table: str, frame: pl.DataFrame, cfg) -> dict:
@@ -111,16 +116,18 @@ def rule_stages(
     """Every rule stage of the engine (engine.pipeline.RULE_STAGES): decisions stored whole, each
     earlier stage a view of its columns, then the blocking guardrail check on the stored decisions."""
     cfg = rules.load()
-    day = as_of(context)
+    day, account = as_of(context), account_of(context)
+    part = partition_of(context)
     with duckdb.get_connection() as conn:
-        tables = run_rules(rule_inputs(conn, day), cfg)
+        tables = run_rules(rule_inputs(conn, day, account), cfg)
         decided = tables["decisions"].with_columns(pl.lit(context.run.run_id).alias("run_id"))
         # New decisions void what was derived from the old ones: a blocked rerun must not leave
-        # an earlier run's recommendations standing for this date.
+        # an earlier run's recommendations standing for this date (for the accounts it decides).
+        mine = decided["account_id"].unique().to_list() if decided.height else None
         for table in DERIVED_TABLES:
             if table_exists(conn, table):
-                conn.execute(f'DELETE FROM "{table}" WHERE decision_date = ?', [day])
-        path = output.path_for(day)
+                transaction(conn, lambda t=table: clear_rows(conn, t, part, mine), f"clear {table}")
+        path = output.path_for(day, account)
         if path is not None:
             path.unlink(missing_ok=True)
         record_config(conn, cfg)  # the full rules behind the hash, for replay
@@ -131,7 +138,9 @@ def rule_stages(
             frame = tables[table]
             stage_view(conn, table, frame.columns)
             preview = frame.select(PREVIEW[table][0])
-            yield table_result(conn, table, frame.height, day, _stage_extra(table, frame, cfg), preview)
-        rows = load_partition(conn, "decisions", day)
+            yield table_result(
+                conn, table, frame.height, partition_scope(part), _stage_extra(table, frame, cfg), preview
+            )
+        rows = load_partition(conn, "decisions", day, account)
         check = guardrail_result(verify_guardrails(rows, cfg), rows.height, "decisions", GUARDRAIL_CHECK)
         yield stored._replace(check_results=[*stored.check_results, check])

@@ -1,0 +1,143 @@
+"""The DuckLake warehouse: the same graph and decisions as the DuckDB file, concurrent writers for
+different accounts, extensions loaded from their PyPI packages."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from audience_assets.extensions import ExtensionError, extension_path, load_extension
+from audience_assets.sample.simulator import simulate_account
+from audience_assets.warehouse import (
+    WarehouseError,
+    database_path,
+    open_database,
+    parse_lake,
+    require_database,
+)
+
+# Columns that name the run rather than the decision.
+RUN_COLUMNS = {"run_id", "decided_at", "created_at", "loaded_at", "load_id", "generated_at", "analysed_at"}
+
+
+def write_accounts(directory: Path, accounts: dict[str, int], adsets: int = 40) -> tuple[Path, Path]:
+    """One insights/audiences CSV pair holding several simulated accounts (account id -> seed)."""
+    insights, audiences = [], []
+    for account, seed in accounts.items():
+        acct = simulate_account(seed=seed, n_adsets=adsets, account_id=account)
+        prefix = account.removeprefix("act_")
+        insights.append(acct.insights.with_columns((pl.lit(prefix) + pl.col("adset_id")).alias("adset_id")))
+        audiences.append(acct.audiences.with_columns((pl.lit(prefix) + pl.col("adset_id")).alias("adset_id")))
+    directory.mkdir(parents=True, exist_ok=True)
+    ins, aud = directory / "insights.csv", directory / "audiences.csv"
+    pl.concat(insights).write_csv(ins, date_format="%Y-%m-%d")
+    pl.concat(audiences).write_csv(aud, date_format="%Y-%m-%d", datetime_format="%Y-%m-%dT%H:%M:%S")
+    return ins, aud
+
+
+def recommend(db: str, ins: Path, aud: Path, out: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "audience_assets.cli", "recommend", "--insights", str(ins), "--audiences", str(aud)]
+    cmd += ["--warehouse", db, "--out", str(out), "--quiet"]
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or os.environ.copy()
+    )
+
+
+def finished(proc: subprocess.Popen) -> str:
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    return out
+
+
+def decisions(db: str) -> pl.DataFrame:
+    conn = open_database(db, read_only=True)
+    try:
+        frame = conn.execute("SELECT * FROM decisions").pl()
+    finally:
+        conn.close()
+    keep = [c for c in frame.columns if c not in RUN_COLUMNS]
+    return frame.select(keep).sort("decision_date", "account_id", "adset_id")
+
+
+@pytest.fixture(scope="module")
+def two_account_files(tmp_path_factory) -> tuple[Path, Path]:
+    return write_accounts(tmp_path_factory.mktemp("two"), {"act_501": 11, "act_502": 12})
+
+
+@pytest.fixture(scope="module")
+def file_decisions(tmp_path_factory, two_account_files) -> pl.DataFrame:
+    base = tmp_path_factory.mktemp("file")
+    finished(recommend(str(base / "w.duckdb"), *two_account_files, base / "r.json"))
+    return decisions(str(base / "w.duckdb"))
+
+
+def test_recommend_on_a_lake_gives_exactly_the_single_file_decisions(tmp_path, two_account_files, file_decisions):
+    lake = f"ducklake:sqlite:{tmp_path / 'lake' / 'catalog.sqlite'}"
+    finished(recommend(lake, *two_account_files, tmp_path / "r.json"))
+    on_lake = decisions(lake)
+    assert on_lake.height == file_decisions.height > 0
+    assert set(on_lake["account_id"]) == {"act_501", "act_502"}
+    assert on_lake.equals(file_decisions), "the lake decided differently from the DuckDB file"
+    # The data is Parquet in lake_data/ beside the catalog, the catalog is SQLite.
+    assert list((tmp_path / "lake" / "lake_data").rglob("*.parquet"))
+    assert (tmp_path / "lake" / "catalog.sqlite").read_bytes()[:15] == b"SQLite format 3"
+
+
+def test_two_recommend_runs_for_different_accounts_at_once_on_one_lake(tmp_path):
+    a = write_accounts(tmp_path / "a", {"act_501": 11})
+    b = write_accounts(tmp_path / "b", {"act_502": 12})
+    lake = f"ducklake:sqlite:{tmp_path / 'catalog.sqlite'}"
+    procs = [recommend(lake, *a, tmp_path / "a.json"), recommend(lake, *b, tmp_path / "b.json")]
+    for proc in procs:
+        finished(proc)
+    both = decisions(lake)
+    assert sorted(set(both["account_id"])) == ["act_501", "act_502"]
+    for name, account in (("a.json", "act_501"), ("b.json", "act_502")):
+        # A run's JSON holds its own account (and, while runs are per date, any other already stored).
+        assert account in (tmp_path / name).read_text()
+    assert both.filter(pl.col("account_id") == "act_501").height == 40
+    assert both.filter(pl.col("account_id") == "act_502").height == 40
+
+
+def test_lake_settings_parse_and_bad_ones_are_clear(tmp_path, monkeypatch):
+    monkeypatch.delenv("AUDIENCE_ENGINE_LAKE_DATA", raising=False)
+    lake = parse_lake(f"ducklake:sqlite:{tmp_path}/c.sqlite")
+    assert (lake.kind, lake.data_path) == ("sqlite", f"{tmp_path}/lake_data/")
+    assert parse_lake(f"ducklake:{tmp_path}/c.ducklake").kind == "duckdb"
+    monkeypatch.setenv("AUDIENCE_ENGINE_LAKE_DATA", str(tmp_path / "elsewhere"))
+    assert parse_lake(f"ducklake:sqlite:{tmp_path}/c.sqlite").data_path == f"{tmp_path}/elsewhere/"
+    secret = parse_lake("ducklake:postgres:dbname=lake host=db password=hunter2")
+    assert "hunter2" not in secret.label() and "dbname=lake" in secret.label()
+    monkeypatch.delenv("AUDIENCE_ENGINE_LAKE_DATA")
+    with pytest.raises(WarehouseError, match="AUDIENCE_ENGINE_LAKE_DATA"):
+        parse_lake("ducklake:postgres:dbname=lake")
+    with pytest.raises(WarehouseError, match=r"\.ducklake"):
+        parse_lake(f"ducklake:{tmp_path}/c.db")
+    monkeypatch.setenv("AUDIENCE_ENGINE_WAREHOUSE", "postgres://nope")
+    with pytest.raises(WarehouseError, match="AUDIENCE_ENGINE_WAREHOUSE"):
+        database_path()
+    monkeypatch.setenv("AUDIENCE_ENGINE_WAREHOUSE", f"ducklake:sqlite:{tmp_path}/c.sqlite")
+    assert database_path() == f"ducklake:sqlite:{tmp_path}/c.sqlite"
+    with pytest.raises(WarehouseError, match="no lake at"):
+        require_database(database_path())
+    not_sqlite = tmp_path / "x.sqlite"
+    not_sqlite.write_text("hello, this is not a catalog")
+    with pytest.raises(WarehouseError, match="not a SQLite database"):
+        open_database(f"ducklake:sqlite:{not_sqlite}")
+
+
+def test_extensions_load_from_their_packages_without_the_network():
+    conn = duckdb.connect()
+    for name in ("sqlite", "postgres", "httpfs", "ducklake"):
+        assert extension_path(name).is_file()
+        load_extension(conn, name)
+    loaded = {r[0] for r in conn.execute("SELECT extension_name FROM duckdb_extensions() WHERE loaded").fetchall()}
+    assert {"sqlite_scanner", "postgres_scanner", "httpfs", "ducklake"} <= loaded
+    with pytest.raises(ExtensionError, match=rf"pip install duckdb-extension-nosuch=={duckdb.__version__}"):
+        extension_path("nosuch")
