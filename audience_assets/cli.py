@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from audience_assets.cli_common import default_warehouse, parse_date
+from audience_assets.cli_common import add_warehouse, parse_date
 from audience_assets.cli_delivery import USER_ERRORS as DELIVERY_ERRORS
 from audience_assets.cli_delivery import add_commands as add_delivery_commands
 from audience_assets.cli_execution import USER_ERRORS as EXECUTION_ERRORS
@@ -360,8 +360,6 @@ def _finish(args, as_of: date, source: dict[str, Any]) -> int:
     _check_decision_date(as_of)
     out = Path(args.out)
     _check_out(out)
-    if not args.db:
-        database_path()  # raises the clear error for a malformed AUDIENCE_ENGINE_WAREHOUSE
     check_database_file(args.db)
     if is_lake(args.db):  # the definitions then know there is no one-writer pool
         os.environ["AUDIENCE_ENGINE_WAREHOUSE"] = args.db
@@ -476,15 +474,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override one rule for this run, e.g. --set min_spend=5000 --set modifiers.BROAD.winner_roas=1.15",
     )
-    p.add_argument(
-        "--db",
-        "--warehouse",
-        dest="db",
-        default=default_warehouse(),
-        help="the warehouse: a DuckDB file, or a DuckLake lake (ducklake:sqlite:PATH, ducklake:postgres:CONNINFO, "
-        "ducklake:PATH.ducklake); default $AUDIENCE_ENGINE_WAREHOUSE, else $AUDIENCE_ENGINE_DB, else data/warehouse.duckdb; "
-        "runs on one DuckDB file take turns (a lock file <db>.lock beside it), runs on a lake do not",
-    )
+    add_warehouse(p)
     p.add_argument("--out", default=DEFAULT_OUT, help=f"recommendations JSON to write (default {DEFAULT_OUT})")
     p.add_argument(
         "--report",
@@ -492,13 +482,6 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--top", type=_count, default=40, help="rows of the ranked table to print (default 40; 0 = none)")
     p.add_argument("--quiet", action="store_true", help="no progress and no table; just write the JSON")
-    p.add_argument(
-        "--lock-timeout",
-        type=float,
-        default=1800.0,
-        metavar="SECONDS",
-        help="how long to wait while another run holds the warehouse (default 1800)",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -575,6 +558,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "db", "") is None:  # --db not given: the environment's warehouse (errors here are clear)
+            args.db = database_path()
         return args.func(args)
     except (CliError, InputError, ConfigError, *EXECUTION_ERRORS, *FEEDBACK_ERRORS, *DELIVERY_ERRORS) as err:
         say(f"error: {err}", err=True)

@@ -6,7 +6,6 @@ import argparse
 from datetime import date
 
 from audience_assets.engine.execution import ExecutionSettings
-from audience_assets.warehouse import WarehouseError, database_path
 
 
 def parse_date(text: str) -> date:
@@ -20,27 +19,24 @@ def add_date(p: argparse.ArgumentParser) -> None:
     p.add_argument("--date", type=parse_date, help="decision date YYYY-MM-DD (default: the newest)")
 
 
-def default_warehouse() -> str | None:
-    """The warehouse the environment names; a malformed AUDIENCE_ENGINE_WAREHOUSE is reported when a
-    command runs (as its error), not while the parser is built."""
-    try:
-        return database_path()
-    except WarehouseError:
-        return None
-
-
 def add_warehouse(p: argparse.ArgumentParser) -> None:
     """--db and --lock-timeout, as every command that opens the warehouse takes them."""
     p.add_argument(
         "--db",
         "--warehouse",
         dest="db",
-        default=default_warehouse(),
+        default=None,
         help="the warehouse: a DuckDB file, or a DuckLake lake (ducklake:sqlite:PATH, ducklake:postgres:CONNINFO, "
-        "ducklake:PATH.ducklake); default $AUDIENCE_ENGINE_WAREHOUSE, else $AUDIENCE_ENGINE_DB, else data/warehouse.duckdb",
+        "ducklake:PATH.ducklake); default $AUDIENCE_ENGINE_WAREHOUSE, else $AUDIENCE_ENGINE_DB, else "
+        "data/warehouse.duckdb. Runs on one DuckDB file take turns (a lock file <db>.lock beside it); runs on a "
+        "lake do not",
     )
     p.add_argument(
-        "--lock-timeout", type=float, default=1800.0, metavar="SECONDS", help="wait this long for another run"
+        "--lock-timeout",
+        type=float,
+        default=1800.0,
+        metavar="SECONDS",
+        help="how long to wait while another run holds the warehouse (default 1800)",
     )
 
 

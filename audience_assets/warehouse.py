@@ -42,9 +42,11 @@ def database_path() -> str:
     chosen = (os.environ.get(WAREHOUSE_ENV) or "").strip()
     if chosen and chosen != "file":
         if not is_lake(chosen):
+            # Not echoed whole: a mistyped connection string may hold a password.
             raise WarehouseError(
-                f"{WAREHOUSE_ENV}={chosen!r}: expected unset or `file` (the DuckDB file), or a lake: "
-                "ducklake:sqlite:PATH, ducklake:postgres:CONNINFO or ducklake:PATH.ducklake"
+                f"{WAREHOUSE_ENV} (starting {chosen.split(':', 1)[0]!r}:...) names no warehouse: expected unset or "
+                "`file` (the DuckDB file), or a lake: ducklake:sqlite:PATH, ducklake:postgres:CONNINFO or "
+                "ducklake:PATH.ducklake"
             )
         return chosen
     return os.environ.get("AUDIENCE_ENGINE_DB") or DEFAULT_DB
@@ -72,46 +74,36 @@ def check_database_file(db: str) -> None:
     if db == ":memory:":
         return
     if is_lake(db):
-        _check_lake(parse_lake(db))
+        lake = parse_lake(db)
+        if lake.catalog_file is not None:
+            _check_file(lake.catalog_file, "the lake's catalog", lake.kind, "")
         return
-    path = Path(db)
-    if path.is_dir():
-        raise WarehouseError(f"the warehouse {db} is a directory: expected a DuckDB database file")
-    if path.exists():
-        if not path.is_file():
-            raise WarehouseError(f"the warehouse {db} is not a regular file")
-        with path.open("rb") as fh:
-            head = fh.read(12)
-        if head and head[8:12] != DUCKDB_MAGIC:
-            raise WarehouseError(
-                f"the warehouse {db} is not a DuckDB database (it is a {path.stat().st_size:,}-byte file of "
-                "another kind); point --db or AUDIENCE_ENGINE_DB at a new or existing .duckdb file"
-            )
-    elif path.parent.exists() and not path.parent.is_dir():
-        raise WarehouseError(f"the warehouse folder {path.parent} is a file, not a folder")
+    _check_file(
+        Path(db), "the warehouse", "duckdb", "; point --db or AUDIENCE_ENGINE_DB at a new or existing .duckdb file"
+    )
 
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def _check_lake(lake: Lake) -> None:
-    """A lake's catalog file must be (or become) a SQLite or DuckDB file, in a folder."""
-    path = lake.catalog_file
-    if path is None:
-        return
+def _check_file(path: Path, what: str, kind: str, hint: str) -> None:
+    """A database file must be (or become) one of its kind (`duckdb` or `sqlite`, by its first bytes), in a folder."""
+    name = "SQLite" if kind == "sqlite" else "DuckDB"
     if path.is_dir():
-        raise WarehouseError(f"the lake's catalog {path} is a directory: expected a {lake.kind} file")
-    if path.is_file():
+        raise WarehouseError(f"{what} {path} is a directory: expected a {name} database file")
+    if path.exists():
+        if not path.is_file():
+            raise WarehouseError(f"{what} {path} is not a regular file")
         with path.open("rb") as fh:
             head = fh.read(16)
-        ok = head.startswith(SQLITE_MAGIC) if lake.kind == "sqlite" else head[8:12] == DUCKDB_MAGIC
+        ok = head.startswith(SQLITE_MAGIC) if kind == "sqlite" else head[8:12] == DUCKDB_MAGIC
         if head and not ok:
             raise WarehouseError(
-                f"the lake's catalog {path} is not a {'SQLite' if lake.kind == 'sqlite' else 'DuckDB'} database "
-                f"(a {path.stat().st_size:,}-byte file of another kind)"
+                f"{what} {path} is not a {name} database (it is a {path.stat().st_size:,}-byte file of "
+                f"another kind){hint}"
             )
     elif path.parent.exists() and not path.parent.is_dir():
-        raise WarehouseError(f"the lake's catalog folder {path.parent} is a file, not a folder")
+        raise WarehouseError(f"{what} folder {path.parent} is a file, not a folder")
 
 
 def require_database(db: str) -> None:
@@ -203,21 +195,19 @@ def is_conflict(err: BaseException) -> bool:
     return isinstance(err, duckdb.Error) and any(m in text for m in CONFLICT_MARKERS)
 
 
-def retry_conflicts(conn: duckdb.DuckDBPyConnection | None, action: Callable[[], T], what: str = "write") -> T:
-    """Run `action` (one whole transaction or statement), again after a write conflict with a concurrent
-    run on the same lake (rolled back first), with jittered backoff. A DuckDB file never conflicts:
-    one process writes it at a time."""
+def retry_conflicts(action: Callable[[], T], what: str) -> T:
+    """Run `action` (one statement, or one whole transaction that rolls itself back), again after a
+    write conflict with a concurrent run on the same lake, with jittered backoff. A DuckDB file never
+    conflicts: one process writes it at a time."""
     for attempt in range(CONFLICT_RETRIES + 1):
         try:
             return action()
         except duckdb.Error as err:
-            if not is_conflict(err) or attempt == CONFLICT_RETRIES:
+            if not is_conflict(err):
                 raise
-            if conn is not None:
-                try:
-                    conn.execute("ROLLBACK")
-                except duckdb.Error:
-                    pass  # the failed commit already ended the transaction: nothing to roll back
+            if attempt == CONFLICT_RETRIES:
+                first = str(err).splitlines()[0]
+                raise WarehouseError(f"{what}: still conflicting after {attempt + 1} attempts: {first}", 1) from None
             time.sleep(min(2.0, 0.02 * 1.5**attempt) * (0.5 + random.random()))
     raise AssertionError("unreachable")
 
@@ -225,8 +215,8 @@ def retry_conflicts(conn: duckdb.DuckDBPyConnection | None, action: Callable[[],
 def _open_lake(db: str, read_only: bool) -> duckdb.DuckDBPyConnection:
     from audience_assets.extensions import ExtensionError, load_extension
 
+    check_database_file(db)
     lake = parse_lake(db)
-    _check_lake(lake)
     if lake.catalog_file is not None:
         lake.catalog_file.parent.mkdir(parents=True, exist_ok=True)
     if "://" not in lake.data_path:
@@ -248,7 +238,7 @@ def _open_lake(db: str, read_only: bool) -> duckdb.DuckDBPyConnection:
         if read_only:
             options.append("READ_ONLY")
         attach = f"ATTACH '{_quote(lake.target)}' AS {LAKE_ALIAS} ({', '.join(options)})"
-        retry_conflicts(None, lambda: conn.execute(attach), "attach")
+        retry_conflicts(lambda: conn.execute(attach), "attaching the lake")
         conn.execute(f"USE {LAKE_ALIAS}")
         return conn
     except duckdb.Error as err:
@@ -421,10 +411,9 @@ def sql_text(model: str) -> str:
 
 
 def query_model(conn: duckdb.DuckDBPyConnection, model: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
-    """Run a sql/ model and return its rows as polars (only the parameters it names are bound; a model
-    filtering on `$account` sees every account unless one is given)."""
+    """Run a sql/ model and return its rows as polars (only the parameters it names are bound)."""
     sql = sql_text(model)
-    bound = {k: v for k, v in {"account": None, **(params or {})}.items() if f"${k}" in sql}
+    bound = {k: v for k, v in (params or {}).items() if f"${k}" in sql}
     return conn.execute(sql, bound).pl()
 
 
@@ -458,7 +447,7 @@ def ensure_view(conn: duckdb.DuckDBPyConnection, view: str, select: str) -> None
             return
     finally:
         conn.execute(f'DROP VIEW IF EXISTS temp.main."{probe}"')
-    retry_conflicts(conn, lambda: conn.execute(f'CREATE OR REPLACE VIEW "{view}" AS {select}'), f"view {view}")
+    retry_conflicts(lambda: conn.execute(f'CREATE OR REPLACE VIEW "{view}" AS {select}'), f"view {view}")
 
 
 def create_view(conn: duckdb.DuckDBPyConnection, view: str, model: str) -> None:
@@ -506,7 +495,7 @@ def transaction(conn: duckdb.DuckDBPyConnection, body: Callable[[], T], what: st
                 pass  # a failed COMMIT has already ended the transaction
             raise
 
-    return retry_conflicts(conn, attempt, what)
+    return retry_conflicts(attempt, what)
 
 
 def partition_filter(where: dict[str, Any]) -> tuple[str, list[Any]]:
@@ -524,7 +513,18 @@ def replace_partition(
         if frame.height and (frame[key].n_unique() > 1 or frame[key][0] != value):
             raise ValueError(f"{table}: frame holds rows outside the partition {key} = {value}")
     accounts = frame["account_id"].unique().to_list() if by_account and frame.height else None
-    return transaction(conn, lambda: replace_rows(conn, table, frame, where, accounts), f"replace {table}")
+
+    def body() -> int:
+        _ensure_table(conn, table, "_frame")
+        deleted = clear_rows(conn, table, where, accounts)
+        conn.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM _frame')
+        return deleted
+
+    conn.register("_frame", frame)
+    try:
+        return transaction(conn, body, f"replace {table}")
+    finally:
+        conn.unregister("_frame")
 
 
 def clear_rows(
@@ -536,25 +536,6 @@ def clear_rows(
         clause, params = f"{clause} AND list_contains(?, account_id)", [*params, accounts]
     deleted = conn.execute(f'DELETE FROM "{table}" WHERE {clause}', params).fetchone()
     return int(deleted[0]) if deleted else 0
-
-
-def replace_rows(
-    conn: duckdb.DuckDBPyConnection,
-    table: str,
-    frame: pl.DataFrame,
-    where: dict[str, Any],
-    accounts: list[str] | None = None,
-) -> int:
-    """Inside the caller's transaction: delete the rows matching `where` (and, given, of `accounts`),
-    insert `frame` (creating the table, or its new columns, as needed). Returns how many rows were deleted."""
-    conn.register("_frame", frame)
-    try:
-        _ensure_table(conn, table, "_frame")
-        deleted = clear_rows(conn, table, where, accounts)
-        conn.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM _frame')
-        return deleted
-    finally:
-        conn.unregister("_frame")
 
 
 def replace_days(
@@ -616,14 +597,14 @@ def replace_days(
     }
 
 
-def coverage(conn: duckdb.DuckDBPyConnection, table: str, before: date, account: str | None = None) -> pl.DataFrame:
-    """First and last stored day per account (or of one account) before a date (empty if the table is new)."""
+def coverage(conn: duckdb.DuckDBPyConnection, table: str, before: date) -> pl.DataFrame:
+    """First and last stored day per account before a date (empty if the table is new)."""
     if not table_exists(conn, table):
         return pl.DataFrame(schema={"account_id": pl.Utf8, "first_day": pl.Date, "last_day": pl.Date})
     return conn.execute(
         f'SELECT account_id, min(date) AS first_day, max(date) AS last_day FROM "{table}" '
-        "WHERE date < $before AND ($account::VARCHAR IS NULL OR account_id = $account) GROUP BY account_id",
-        {"before": before, "account": account},
+        "WHERE date < ? GROUP BY account_id",
+        [before],
     ).pl()
 
 
@@ -650,7 +631,7 @@ LLM_CACHE_DDL = """CREATE TABLE IF NOT EXISTS llm_cache (cache_key VARCHAR, prom
 
 def ensure_table_ddl(conn: duckdb.DuckDBPyConnection, ddl: str) -> None:
     """Run a CREATE TABLE IF NOT EXISTS (retried when concurrent runs create it at once)."""
-    retry_conflicts(conn, lambda: conn.execute(ddl), "create table")
+    retry_conflicts(lambda: conn.execute(ddl), "create table")
 
 
 def llm_cache_get(conn: duckdb.DuckDBPyConnection, keys: list[str]) -> dict[str, str]:

@@ -10,7 +10,7 @@ import polars as pl
 
 from audience_assets.defs.docs import column_schema, run_generic_tests, table_doc
 from audience_assets.sources.sample import first_decision_date
-from audience_assets.warehouse import database_path, is_lake, partition_filter, replace_partition
+from audience_assets.warehouse import database_path, is_lake, replace_partition
 
 # The partition key is the decision date: a run for D decides on complete days before D.
 # They start where data can start: the embedded sample's first decision date unless
@@ -39,19 +39,6 @@ PREVIEW_ROWS = 10
 
 def as_of(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> date:
     return date.fromisoformat(context.partition_key)
-
-
-def account_of(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> str | None:
-    """The one account a run decides, or None: every account of its source. Partitions are decision
-    dates today; the code below already reads and writes by account, so an account dimension can
-    follow (see the README's scale-out notes)."""
-    return None
-
-
-def partition_of(context: dg.AssetExecutionContext) -> dict[str, Any]:
-    """The rows of this run's partition: its decision date (and account, once runs are per account)."""
-    account = account_of(context)
-    return {"decision_date": as_of(context)} | ({"account_id": account} if account else {})
 
 
 def description(table: str) -> str:
@@ -89,16 +76,9 @@ def doc_check_spec(table: str) -> dg.AssetCheckSpec:
 Scope = tuple[str, list[Any]]
 
 
-def days_scope(first: date, last: date, account: str | None = None) -> Scope:
+def days_scope(first: date, last: date) -> Scope:
     """The rows of the days a load wrote (history already checked stays checked)."""
-    if account is None:
-        return "date BETWEEN ? AND ?", [first, last]
-    return "date BETWEEN ? AND ? AND account_id = ?", [first, last, account]
-
-
-def partition_scope(part: dict[str, Any]) -> Scope:
-    clause, params = partition_filter(part)
-    return clause, params
+    return "date BETWEEN ? AND ?", [first, last]
 
 
 def doc_check_result(
@@ -158,18 +138,16 @@ def write_partition(
     extra: dict[str, Any] | None = None,
     preview_columns: list[str] | None = None,
 ) -> dg.MaterializeResult:
-    """Replace this account-day's rows of a table and report its metadata and doc tests."""
-    part = partition_of(context)
-    replace_partition(conn, table, frame, part, by_account=True)
+    """Replace this decision date's rows of a table (of the accounts in the frame) and report its
+    metadata and doc tests."""
+    day = as_of(context)
+    replace_partition(conn, table, frame, {"decision_date": day}, by_account=True)
     preview = frame.select(preview_columns) if preview_columns is not None else None
-    return table_result(conn, table, frame.height, partition_scope(part), extra, preview)
+    return table_result(conn, table, frame.height, day, extra, preview)
 
 
-def load_partition(conn: duckdb.DuckDBPyConnection, table: str, day: date, account: str | None = None) -> pl.DataFrame:
-    """One decision date's rows of a table: one account's, or every account's."""
-    if account is None:
-        return conn.execute(f'SELECT * FROM "{table}" WHERE decision_date = ?', [day]).pl()
-    return conn.execute(f'SELECT * FROM "{table}" WHERE decision_date = ? AND account_id = ?', [day, account]).pl()
+def load_partition(conn: duckdb.DuckDBPyConnection, table: str, day: date) -> pl.DataFrame:
+    return conn.execute(f'SELECT * FROM "{table}" WHERE decision_date = ?', [day]).pl()
 
 
 def guardrail_result(

@@ -130,24 +130,19 @@ class OutputResource(dg.ConfigurableResource):
     report_file: str = Field("", description="exactly this report path (the CLI's)")
     json_label: str = Field("", description="how the report names the JSON file (default: its path)")
 
-    def path_for(self, day: date, account: str | None = None) -> Path | None:
-        """The JSON of one account-day (`directory`/recommendations_<date>_<account>.json), or `file`."""
+    def path_for(self, day: date) -> Path | None:
         if self.file:
             return Path(self.file)
         if not self.directory:
             return None
-        return Path(self.directory) / f"recommendations_{day.isoformat()}{_suffix(account)}.json"
+        return Path(self.directory) / f"recommendations_{day.isoformat()}.json"
 
-    def report_path_for(self, day: date, account: str | None = None) -> Path | None:
+    def report_path_for(self, day: date) -> Path | None:
         if self.report_file:
             return Path(self.report_file)
         if not self.reports_directory:
             return None
-        return Path(self.reports_directory) / f"report_{day.isoformat()}{_suffix(account)}.html"
-
-
-def _suffix(account: str | None) -> str:
-    return f"_{account}" if account else ""
+        return Path(self.reports_directory) / f"report_{day.isoformat()}.html"
 
 
 class MetaResource(dg.ConfigurableResource):

@@ -12,7 +12,7 @@ import polars as pl
 
 from audience_assets.delivery.digest import button_value, digest_blocks
 from audience_assets.execution.approvals import current
-from audience_assets.warehouse import ensure_table_ddl, table_exists, transaction
+from audience_assets.warehouse import ensure_table_ddl, replace_partition, table_exists
 
 if TYPE_CHECKING:  # the SDK loads only when Slack is configured
     from audience_assets.integrations.slack import SlackPoster
@@ -34,22 +34,13 @@ def _approvals(conn: duckdb.DuckDBPyConnection, day: date) -> dict[str, dict[str
 
 
 def notify(
-    conn: duckdb.DuckDBPyConnection,
-    day: date,
-    poster: SlackPoster | None,
-    *,
-    report_path: str | None,
-    run_id: str,
-    account: str | None = None,
+    conn: duckdb.DuckDBPyConnection, day: date, poster: SlackPoster | None, *, report_path: str | None, run_id: str
 ) -> pl.DataFrame:
-    """Post the digest of every account of the decision date (or of one); return the logged rows."""
+    """Post the digest of every account of the decision date; return the logged rows."""
     ensure_table_ddl(conn, NOTIFICATIONS_DDL)
     configured = poster is not None and poster.mode is not None
     columns = "*" if configured else "account_id, action"  # not configured: only what the log row needs
-    recs = conn.execute(
-        f"SELECT {columns} FROM recommendations WHERE decision_date = $day AND ($account::VARCHAR IS NULL OR account_id = $account) ORDER BY account_id, rank",
-        {"day": day, "account": account},
-    ).pl()
+    recs = conn.execute(f"SELECT {columns} FROM recommendations WHERE decision_date = ? ORDER BY rank", [day]).pl()
     approvals = _approvals(conn, day) if configured else {}
     rows = []
     for (account,), group in recs.group_by("account_id", maintain_order=True):
@@ -66,17 +57,6 @@ def notify(
         rows.append(row | {"mode": poster.mode, "channel": result.channel, "ts": result.ts,
                            "status": "posted" if result.ok else "failed", "error": result.error})  # fmt: skip
     frame = pl.DataFrame(rows, schema_overrides={"channel": pl.Utf8, "ts": pl.Utf8, "mode": pl.Utf8, "error": pl.Utf8})
-
-    def store() -> None:
-        conn.execute("DELETE FROM notifications WHERE decision_date = ? AND run_id = ?", [day, run_id])
-        if frame.height:
-            conn.execute("INSERT INTO notifications BY NAME SELECT * FROM _n")
-
-    if frame.height:
-        conn.register("_n", frame)
-    try:
-        transaction(conn, store, "notifications")
-    finally:
-        if frame.height:
-            conn.unregister("_n")
+    if frame.height:  # one transaction: this run's rows of the day, replaced whole
+        replace_partition(conn, "notifications", frame, {"decision_date": day, "run_id": run_id})
     return frame

@@ -17,19 +17,11 @@ REPORT_DAYS = 28
 REPORT_MAX_ROWS = 1000
 
 
-def report_html(
-    conn: duckdb.DuckDBPyConnection, day: date, recommendations_file: str | None = None, account: str | None = None
-) -> str:
-    """The self-contained report of one decision date (one account's, or every account's): its stored
-    recommendations and daily metrics."""
-    who = {"day": day, "account": account}
-    stored = conn.execute(
-        "SELECT * FROM recommendations WHERE decision_date = $day AND ($account::VARCHAR IS NULL OR account_id = $account) ORDER BY account_id, rank",
-        who,
-    ).pl()
+def report_html(conn: duckdb.DuckDBPyConnection, day: date, recommendations_file: str | None = None) -> str:
+    """The self-contained report of one decision date: its stored recommendations and daily metrics."""
+    stored = conn.execute("SELECT * FROM recommendations WHERE decision_date = ? ORDER BY rank", [day]).pl()
     if stored.is_empty():
-        whose = f" of {account}" if account else ""
-        raise ReportError(f"no recommendations{whose} for {day} in the warehouse: run the graph for that date first")
+        raise ReportError(f"no recommendations for {day} in the warehouse: run the graph for that date first")
     document = {
         "decision_date": day.isoformat(),
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -37,15 +29,11 @@ def report_html(
         "recommendations": json_records(stored),
     }
     daily = conn.execute(
-        "SELECT account_id, adset_id, date, spend, revenue FROM daily_metrics WHERE date BETWEEN $first AND $last "
-        "AND ($account::VARCHAR IS NULL OR account_id = $account)",
-        {"first": day - timedelta(days=REPORT_DAYS), "last": day - timedelta(days=1), "account": account},
+        "SELECT account_id, adset_id, date, spend, revenue FROM daily_metrics WHERE date BETWEEN ? AND ?",
+        [day - timedelta(days=REPORT_DAYS), day - timedelta(days=1)],
     ).pl()
     looks = dict(
-        conn.execute(
-            "SELECT adset_id, lookalike_pct FROM audience_metadata WHERE decision_date = $day AND ($account::VARCHAR IS NULL OR account_id = $account)",
-            who,
-        ).fetchall()
+        conn.execute("SELECT adset_id, lookalike_pct FROM audience_metadata WHERE decision_date = ?", [day]).fetchall()
     )
     data = report_data(
         document, daily, lookalike_pct=looks, days=REPORT_DAYS, recommendations_file=recommendations_file,

@@ -25,11 +25,12 @@ def record_config(conn: duckdb.DuckDBPyConnection, cfg: RulesConfig) -> None:
     ensure_table_ddl(conn, RULE_CONFIGS_DDL)
     digest = cfg.config_hash()
     now = datetime.now(UTC).replace(tzinfo=None)
-    # One statement: concurrent runs on a lake never store a hash twice (a conflict is retried).
+    # One statement (a conflict with a concurrent run is retried); two runs on a lake that store the
+    # same new hash at once may both insert it, which is harmless: the rows are identical.
     insert = (
         "INSERT INTO rule_configs SELECT ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM rule_configs WHERE config_hash = ?)"
     )
-    retry_conflicts(conn, lambda: conn.execute(insert, [digest, cfg.model_dump_json(), now, digest]), "rule_configs")
+    retry_conflicts(lambda: conn.execute(insert, [digest, cfg.model_dump_json(), now, digest]), "rule_configs")
 
 
 def stored_config(conn: duckdb.DuckDBPyConnection, digest: str) -> RulesConfig | None:

@@ -10,7 +10,6 @@ from dagster_duckdb import DuckDBResource
 from audience_assets.defs.common import (
     PARTITIONS,
     POOL,
-    account_of,
     as_of,
     description,
     doc_check_result,
@@ -51,7 +50,7 @@ def outcome_stages(context: dg.AssetExecutionContext, duckdb: DuckDBResource, ru
     settings = feedback.settings()
     with duckdb.get_connection() as conn:
         ensure_tables(conn)  # the analyst view joins the action log, which may not exist yet
-        outcomes, card = refresh(conn, rules.load(), settings, account_of(context))
+        outcomes, card = refresh(conn, rules.load(), settings)
         create_view(conn, "decision_outcomes", "feedback/decision_outcomes")
         labels = dict(outcomes.group_by("label").len().iter_rows()) if outcomes.height else {}
         extra = {f"labels/{k}": int(labels.get(k, 0)) for k in LABELS}

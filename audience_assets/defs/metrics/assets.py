@@ -10,7 +10,6 @@ from dagster_duckdb import DuckDBResource
 from audience_assets.defs.common import (
     PARTITIONS,
     POOL,
-    account_of,
     as_of,
     description,
     doc_check_spec,
@@ -56,7 +55,6 @@ def metrics_models(context: dg.AssetExecutionContext, duckdb: DuckDBResource, ru
     window = cfg.decision_window_days
     params = {
         "as_of": as_of(context),
-        "account": account_of(context),
         "window": window,
         "late_days": (window + 1) // 2,
         "long_window": cfg.long_window_days,
@@ -73,8 +71,8 @@ def metrics_models(context: dg.AssetExecutionContext, duckdb: DuckDBResource, ru
             yield write_partition(context, conn, name, frame, extra={"sql": dg.MetadataValue.path(f"sql/{model}.sql")})
 
 
-def decision_history(conn: duckdb_mod.DuckDBPyConnection, day: date, account: str | None = None) -> pl.DataFrame:
-    """Earlier decisions (before this decision date; of one account, or all), for cooldowns."""
+def decision_history(conn: duckdb_mod.DuckDBPyConnection, day: date) -> pl.DataFrame:
+    """Earlier decisions (before this decision date), for cooldowns."""
     if not table_exists(conn, "decisions"):
         return pl.DataFrame(
             schema={
@@ -88,23 +86,17 @@ def decision_history(conn: duckdb_mod.DuckDBPyConnection, day: date, account: st
     cols = "decision_date, account_id, adset_id, action"
     if "decided_at" in {r[0] for r in conn.execute("DESCRIBE decisions").fetchall()}:
         cols += ", decided_at"
-    return conn.execute(
-        f"SELECT {cols} FROM decisions WHERE decision_date < $day AND action = 'SCALE' "
-        "AND ($account::VARCHAR IS NULL OR account_id = $account)",
-        {"day": day, "account": account},
-    ).pl()
+    return conn.execute(f"SELECT {cols} FROM decisions WHERE decision_date < ? AND action = 'SCALE'", [day]).pl()
 
 
-def prepared_frame(
-    conn: duckdb_mod.DuckDBPyConnection, day: date, cfg: RulesConfig, account: str | None = None
-) -> pl.DataFrame:
+def prepared_frame(conn: duckdb_mod.DuckDBPyConnection, day: date, cfg: RulesConfig) -> pl.DataFrame:
     """Window metrics joined with benchmarks, metadata and history, normalised (engine.prepare)."""
     return prepare(
-        load_partition(conn, "window_metrics", day, account),
-        load_partition(conn, "account_benchmarks", day, account),
-        load_partition(conn, "campaign_benchmarks", day, account),
-        load_partition(conn, "audience_metadata", day, account),
-        decision_history(conn, day, account),
+        load_partition(conn, "window_metrics", day),
+        load_partition(conn, "account_benchmarks", day),
+        load_partition(conn, "campaign_benchmarks", day),
+        load_partition(conn, "audience_metadata", day),
+        decision_history(conn, day),
         cfg,
         day,
         decided_at=datetime.now(UTC).replace(tzinfo=None),
@@ -124,10 +116,10 @@ def audience_scores(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource, rules: RulesResource
 ) -> dg.MaterializeResult:
     cfg = rules.load()
-    day, account = as_of(context), account_of(context)
+    day = as_of(context)
     with duckdb.get_connection() as conn:
-        window = load_partition(conn, "window_metrics", day, account)
-        frame = prepared_frame(conn, day, cfg, account)
+        window = load_partition(conn, "window_metrics", day)
+        frame = prepared_frame(conn, day, cfg)
         return write_partition(
             context,
             conn,
