@@ -49,6 +49,13 @@ def _count(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("expected 1 or more")
+    return value
+
+
 def _parse_set(items: list[str]) -> dict[str, Any]:
     """--set key=value pairs (value parsed as JSON when it can be) into a nested override dict."""
     return parse_overrides(items)
@@ -130,70 +137,163 @@ def _user_error(result) -> Exception | None:
     return None
 
 
-def run_graph(
-    *,
-    as_of: date,
-    source: dict[str, Any],
-    db: str,
-    output_file: str = "",
-    report_file: str = "",
-    json_label: str = "",
-    rules_path: str | None = None,
-    overrides: dict[str, Any] | None = None,
-    quiet: bool = False,
-):
-    """Materialise the whole asset graph for one decision date in the shared Dagster instance."""
+CONCURRENCY_ENV = "AUDIENCE_ENGINE_CONCURRENCY"
+
+
+@dataclasses.dataclass
+class AccountRun:
+    """How one account-day's run ended (picklable: parallel runs report from their own processes)."""
+
+    account: str
+    run_id: str | None
+    error: str | None = None
+    code: int = 0
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+def _run_config(db: str, source: dict[str, Any], rules_path: str | None, overrides: dict[str, Any] | None) -> dict:
+    return {
+        "resources": {
+            "duckdb": {"config": {"database": db}},
+            "source": {"config": source},
+            "rules": {"config": {"config_path": rules_path, "overrides_json": json.dumps(overrides or {})}},
+            # The CLI writes the JSON and the report itself, once every account's run has passed.
+            "output": {"config": {"directory": "", "file": "", "reports_directory": "", "report_file": ""}},
+        },
+        # Failures reach the user as one clean line (see _user_error), not as Dagster's tracebacks.
+        "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+    }
+
+
+def _run_account(as_of: date, account: str, run_config: dict[str, Any], quiet: bool) -> AccountRun:
+    """Materialise the whole asset graph for one account-day in the shared Dagster instance."""
     warnings.filterwarnings("ignore")
     import dagster as dg
 
     from audience_assets.definitions import defs
     from audience_assets.defs.automation import MAIN_JOB
-    from audience_assets.instance import ensure_home
+    from audience_assets.defs.common import partition_key
 
-    # Fail fast on a bad rules file, before any run starts.
-    load_config(rules_path, overrides)
-    run_config: dict[str, Any] = {
-        "resources": {
-            "duckdb": {"config": {"database": db}},
-            "source": {"config": source},
-            "rules": {"config": {"config_path": rules_path, "overrides_json": json.dumps(overrides or {})}},
-            "output": {
-                "config": {
-                    "directory": "",
-                    "file": output_file,
-                    "reports_directory": "",
-                    "report_file": report_file,
-                    "json_label": json_label,
-                }
-            },
-        },
-        # Failures reach the user as one clean line (see _user_error), not as Dagster's tracebacks.
-        "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
-    }
     job = defs.resolve_job_def(MAIN_JOB)
-    loggers = {} if quiet else {"progress": _progress_logger()}
-    if loggers:
-        run_config["loggers"]["progress"] = {}
-    job = job.with_logger_defs({**job.loggers, **loggers}) if loggers else job
-    ensure_home()
+    config = json.loads(json.dumps(run_config))
+    if not quiet:
+        config["loggers"]["progress"] = {}
+        job = job.with_logger_defs({**job.loggers, "progress": _progress_logger()})
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(
-            partition_key=as_of.isoformat(),
-            run_config=run_config,
+            partition_key=partition_key(as_of, account),
+            run_config=config,
             instance=instance,
             raise_on_error=False,
             tags={"audience_engine/launched_by": "cli"},
         )
     if not result.success:
-        err = _user_error(result)
-        raise err or CliError("the run failed", 1)
+        err = _user_error(result) or CliError("the run failed", 1)
+        return AccountRun(account, result.run_id, str(err), getattr(err, "code", 1))
     for check in result.get_asset_check_evaluations():
         if not check.passed and check.severity.value == "ERROR":
-            raise CliError(
-                f"guardrail check {check.asset_check_key.name} failed: recommendations were not produced",
-                EXIT_GUARDRAIL,
-            )
-    return result
+            message = f"guardrail check {check.asset_check_key.name} failed: recommendations were not produced"
+            return AccountRun(account, result.run_id, message, EXIT_GUARDRAIL)
+    return AccountRun(account, result.run_id, notes=_notes(result))
+
+
+def concurrency(db: str, given: int | None = None) -> int:
+    """How many account runs go at once: one on a DuckDB file (one writer); on a lake --concurrency,
+    else AUDIENCE_ENGINE_CONCURRENCY, else the machine's cores."""
+    if not is_lake(db):
+        return 1
+    if given is not None:
+        return given
+    text = os.environ.get(CONCURRENCY_ENV, "").strip()
+    if not text:
+        return os.cpu_count() or 1
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise CliError(f"{CONCURRENCY_ENV}={text[:20]!r}: expected a whole number of runs, 1 or more")
+    return value
+
+
+def run_graph(
+    *,
+    as_of: date,
+    source: dict[str, Any],
+    db: str,
+    rules_path: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    quiet: bool = False,
+    parallel: int = 1,
+) -> list[AccountRun]:
+    """Every account of the source, one run per account-day (`parallel` at once, each in a process
+    of its own), in the shared Dagster instance. Raises CliError naming the accounts that failed;
+    the others' partitions stay materialised."""
+    import dagster as dg
+
+    from audience_assets.defs.common import ACCOUNTS
+    from audience_assets.defs.resources import account_ids
+    from audience_assets.instance import ensure_home
+    from audience_assets.sources.accounts import source_accounts
+
+    # Fail fast on a bad rules file or source, before any run starts.
+    load_config(rules_path, overrides)
+    meta_accounts = account_ids(os.environ.get("META_AD_ACCOUNT_IDS", "")) if source.get("kind") == "meta" else []
+    accounts = source_accounts(SourceSpec(**source), meta_accounts)
+    run_config = _run_config(db, source, rules_path, overrides)
+    ensure_home()
+    with dg.DagsterInstance.get() as instance:
+        known = set(instance.get_dynamic_partitions(ACCOUNTS.name))
+        new = [a for a in accounts if a not in known]
+        if new:
+            instance.add_dynamic_partitions(ACCOUNTS.name, new)
+    if len(accounts) == 1:
+        runs = [_run_account(as_of, accounts[0], run_config, quiet)]
+    elif parallel <= 1:
+        t0, runs = time.monotonic(), []
+        for a in accounts:
+            runs.append(_run_account(as_of, a, run_config, True))
+            if not quiet:
+                state = "failed" if runs[-1].error else "done"
+                say(f"  [{time.monotonic() - t0:5.1f}s] {a:<22} {state} ({len(runs)}/{len(accounts)})", err=True)
+    else:
+        runs = _run_parallel(as_of, accounts, run_config, min(parallel, len(accounts)), quiet)
+    failed = [r for r in runs if r.error]
+    if failed:
+        done = [r.account for r in runs if not r.error]
+        kept = f"; stored for {', '.join(done)}" if done else ""
+        if len(runs) == 1:
+            raise CliError(failed[0].error or "the run failed", failed[0].code)
+        raise CliError(
+            f"{len(failed)} of {len(runs)} accounts failed{kept}: "
+            + "; ".join(f"{r.account}: {r.error}" for r in failed),
+            max(r.code for r in failed),
+        )
+    return runs
+
+
+def _run_parallel(
+    as_of: date, accounts: list[str], run_config: dict[str, Any], workers: int, quiet: bool
+) -> list[AccountRun]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    t0 = time.monotonic()
+    runs: dict[str, AccountRun] = {}
+    # spawn: a fresh interpreter per worker (no forked DuckDB or Dagster state).
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_run_account, as_of, a, run_config, True): a for a in accounts}
+        for future in as_completed(futures):
+            account = futures[future]
+            try:
+                run = future.result()
+            except Exception as err:  # a worker that died: its account failed, the others go on
+                run = AccountRun(account, None, f"{type(err).__name__}: {err}", 1)
+            runs[account] = run
+            if not quiet:
+                state = "failed" if run.error else "done"
+                say(f"  [{time.monotonic() - t0:5.1f}s] {account:<22} {state} ({len(runs)}/{len(accounts)})", err=True)
+    return [runs[a] for a in accounts]
 
 
 def _why(rec: dict[str, Any]) -> str:
@@ -297,39 +397,68 @@ def _check_out(out: Path) -> None:
 
 
 def _partial_path(out: Path) -> Path:
-    """A private file beside --out for this run's JSON (renamed to --out once every check passed)."""
+    """A private file beside --out for the JSON (renamed to --out once it is whole)."""
     return out.with_name(f".{out.name}.{os.getpid()}.partial")
 
 
-def _deliver(partial: Path, out: Path, run_id: str) -> None:
-    """Move this run's JSON to --out, after checking the file is this run's own."""
-    with partial.open(encoding="utf-8") as fh:
-        header = json.loads(fh.readline().rstrip().rstrip("[") + "[]}")
-    if header.get("run_id") != run_id:
-        raise CliError(f"{partial} was not written by this run ({run_id[:8]})", 1)
-    os.replace(partial, out)
+def _deliver(db: str, day: date, runs: list[AccountRun], out: Path, report: Path) -> None:
+    """Write --out and the report from the stored recommendations of this command's runs (every one
+    passed its blocking checks), the JSON through a private file renamed into place."""
+    from audience_assets.delivery.publish import report_html
+    from audience_assets.engine.recommend import recommendation_json
+    from audience_assets.warehouse import connect, write_atomically
+
+    run_ids = [r.run_id for r in runs]
+    with connect(db) as conn:
+        rows = conn.execute(
+            "SELECT * FROM recommendations WHERE decision_date = ? AND list_contains(?, run_id) "
+            "ORDER BY account_id, rank",
+            [day, run_ids],
+        ).pl()
+        mine = set(rows["account_id"].unique().to_list()) if rows.height else set()
+        replaced = [r.account for r in runs if r.account not in mine and _decided_any(conn, day, r.run_id)]
+        if replaced:
+            raise CliError(f"the recommendations of {', '.join(replaced)} were replaced by a concurrent run", 1)
+        generated = datetime.now(UTC).isoformat(timespec="seconds")
+        partial = _partial_path(out)
+        try:
+            partial.write_text(recommendation_json(rows, day, generated), encoding="utf-8")
+            os.replace(partial, out)
+        finally:
+            partial.unlink(missing_ok=True)
+        if rows.height:
+            write_atomically(report, report_html(conn, day, str(out), sorted(mine)))
 
 
-def _table_data(db: str, day: date, run_id: str, top: int) -> dict[str, Any]:
+def _decided_any(conn, day: date, run_id: str | None) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM decisions WHERE decision_date = ? AND run_id = ?", [day, run_id]
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _table_data(db: str, day: date, run_ids: list[str], top: int) -> dict[str, Any]:
     """What the terminal table prints: this run's first `top` recommendations and its summary."""
     from audience_assets.engine.recommend import json_records
     from audience_assets.warehouse import connect
 
     with connect(db) as conn:
         head = conn.execute(
-            "SELECT * FROM recommendations WHERE decision_date = ? AND run_id = ? ORDER BY rank LIMIT ?",
-            [day, run_id, top],
+            "SELECT * FROM recommendations WHERE decision_date = ? AND list_contains(?, run_id) "
+            "ORDER BY account_id, rank LIMIT ?",
+            [day, run_ids, top],
         ).pl()
         counts = dict(
             conn.execute(
-                "SELECT action, count(*) FROM recommendations WHERE decision_date = ? AND run_id = ? GROUP BY action",
-                [day, run_id],
+                "SELECT action, count(*) FROM recommendations WHERE decision_date = ? AND list_contains(?, run_id) "
+                "GROUP BY action",
+                [day, run_ids],
             ).fetchall()
         )
         total, eligible, config_hash = conn.execute(
             "SELECT count(*), count_if(eligible), any_value(config_hash) FROM recommendations "
-            "WHERE decision_date = ? AND run_id = ?",
-            [day, run_id],
+            "WHERE decision_date = ? AND list_contains(?, run_id)",
+            [day, run_ids],
         ).fetchone()
     summary = {a: int(counts.get(a, 0)) for a in ("SCALE", "HOLD", "PAUSE", "RETEST")}
     summary |= {"audiences": int(total), "eligible": int(eligible)}
@@ -363,39 +492,37 @@ def _finish(args, as_of: date, source: dict[str, Any]) -> int:
     check_database_file(args.db)
     if is_lake(args.db):  # the definitions then know there is no one-writer pool
         os.environ["AUDIENCE_ENGINE_WAREHOUSE"] = args.db
+    parallel = concurrency(args.db, getattr(args, "concurrency", None))
     t0 = time.monotonic()
 
     def waiting(message: str) -> None:
         say(message + " ...", err=True)
 
-    partial = _partial_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     report = Path(args.report) if getattr(args, "report", None) else out.parent / "reports" / f"report_{as_of}.html"
     with warehouse_lock(args.db, f"audience-engine {args.command}", args.lock_timeout, on_wait=waiting):
-        _decide_history(args, as_of, source)
+        _decide_history(args, as_of, source, parallel)
         if not args.quiet:
-            say(f"Materialising the asset graph for decision date {as_of} into {args.db}", err=True)
-        try:
-            result = run_graph(
-                as_of=as_of,
-                source=source,
-                db=args.db,
-                output_file=str(partial),
-                report_file=str(report),
-                json_label=str(out),
-                rules_path=args.config,
-                overrides=_parse_set(args.set or []),
-                quiet=args.quiet,
-            )
-            _deliver(partial, out, result.run_id)
-        finally:
-            partial.unlink(missing_ok=True)
-        data = _table_data(args.db, as_of, result.run_id, args.top) if not args.quiet else {}
-    for note in _notes(result):
+            how = f", {parallel} accounts at a time" if parallel > 1 else ""
+            say(f"Materialising the asset graph for decision date {as_of} into {args.db}{how}", err=True)
+        runs = run_graph(
+            as_of=as_of,
+            source=source,
+            db=args.db,
+            rules_path=args.config,
+            overrides=_parse_set(args.set or []),
+            quiet=args.quiet,
+            parallel=parallel,
+        )
+        _deliver(args.db, as_of, runs, out, report)
+        run_ids = [r.run_id for r in runs if r.run_id]
+        data = _table_data(args.db, as_of, run_ids, args.top) if not args.quiet else {}
+    for note in dict.fromkeys(n for r in runs for n in r.notes):
         say(note, err=True)
     if not args.quiet:
+        which = f"run {run_ids[0][:8]}" if len(run_ids) == 1 else f"{len(run_ids)} account runs"
         say(
-            f"Done in {time.monotonic() - t0:.1f}s; recommendations written to {out} (run {result.run_id[:8]})\n"
+            f"Done in {time.monotonic() - t0:.1f}s; recommendations written to {out} ({which})\n"
             f"Report: {report}  (open it in a browser)\n",
             err=True,
         )
@@ -403,7 +530,7 @@ def _finish(args, as_of: date, source: dict[str, Any]) -> int:
     return 0
 
 
-def _decide_history(args, as_of: date, source: dict[str, Any]) -> None:
+def _decide_history(args, as_of: date, source: dict[str, Any], parallel: int) -> None:
     """The weekly decision dates before `as_of` (demo --history-weeks), oldest first, quietly: the days
     after each are then in the warehouse, so its decisions have outcomes."""
     weeks = getattr(args, "history_weeks", 0) or 0
@@ -413,7 +540,7 @@ def _decide_history(args, as_of: date, source: dict[str, Any]) -> None:
             say(f"Deciding the history: {day}", err=True)
         run_graph(
             as_of=day, source=source, db=args.db, rules_path=args.config,
-            overrides=_parse_set(args.set or []), quiet=True,
+            overrides=_parse_set(args.set or []), quiet=True, parallel=parallel,
         )  # fmt: skip
 
 
@@ -482,6 +609,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--top", type=_count, default=40, help="rows of the ranked table to print (default 40; 0 = none)")
     p.add_argument("--quiet", action="store_true", help="no progress and no table; just write the JSON")
+    p.add_argument(
+        "--concurrency",
+        type=_positive,
+        metavar="N",
+        help="on a lake, how many accounts are decided at once, each in a process of its own (default "
+        f"${CONCURRENCY_ENV}, else the machine's cores); a DuckDB file decides them one after another",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -411,9 +411,10 @@ def sql_text(model: str) -> str:
 
 
 def query_model(conn: duckdb.DuckDBPyConnection, model: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
-    """Run a sql/ model and return its rows as polars (only the parameters it names are bound)."""
+    """Run a sql/ model and return its rows as polars (only the parameters it names are bound; a model
+    filtering on `$account` sees every account unless one is given)."""
     sql = sql_text(model)
-    bound = {k: v for k, v in (params or {}).items() if f"${k}" in sql}
+    bound = {k: v for k, v in {"account": None, **(params or {})}.items() if f"${k}" in sql}
     return conn.execute(sql, bound).pl()
 
 
@@ -503,20 +504,16 @@ def partition_filter(where: dict[str, Any]) -> tuple[str, list[Any]]:
     return " AND ".join(f'"{k}" = ?' for k in where), list(where.values())
 
 
-def replace_partition(
-    conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, where: dict[str, Any], by_account: bool = False
-) -> int:
+def replace_partition(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, where: dict[str, Any]) -> int:
     """Replace the rows of one partition (every column in `where` equal to its value) with frame, in
-    one transaction. `by_account`: only the frame's accounts are replaced (a concurrent run deciding
-    other accounts for the same date on a lake keeps its rows); an empty frame clears the partition."""
+    one transaction; an empty frame clears the partition."""
     for key, value in where.items():
         if frame.height and (frame[key].n_unique() > 1 or frame[key][0] != value):
             raise ValueError(f"{table}: frame holds rows outside the partition {key} = {value}")
-    accounts = frame["account_id"].unique().to_list() if by_account and frame.height else None
 
     def body() -> int:
         _ensure_table(conn, table, "_frame")
-        deleted = clear_rows(conn, table, where, accounts)
+        deleted = clear_rows(conn, table, where)
         conn.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM _frame')
         return deleted
 
@@ -527,13 +524,9 @@ def replace_partition(
         conn.unregister("_frame")
 
 
-def clear_rows(
-    conn: duckdb.DuckDBPyConnection, table: str, where: dict[str, Any], accounts: list[str] | None = None
-) -> int:
-    """Delete the rows matching `where` (and, given, of `accounts`); how many were deleted."""
+def clear_rows(conn: duckdb.DuckDBPyConnection, table: str, where: dict[str, Any]) -> int:
+    """Delete the rows matching `where`; how many were deleted."""
     clause, params = partition_filter(where)
-    if accounts is not None:
-        clause, params = f"{clause} AND list_contains(?, account_id)", [*params, accounts]
     deleted = conn.execute(f'DELETE FROM "{table}" WHERE {clause}', params).fetchone()
     return int(deleted[0]) if deleted else 0
 
@@ -597,14 +590,14 @@ def replace_days(
     }
 
 
-def coverage(conn: duckdb.DuckDBPyConnection, table: str, before: date) -> pl.DataFrame:
-    """First and last stored day per account before a date (empty if the table is new)."""
+def coverage(conn: duckdb.DuckDBPyConnection, table: str, before: date, account: str | None = None) -> pl.DataFrame:
+    """First and last stored day per account (or of one account) before a date (empty if the table is new)."""
     if not table_exists(conn, table):
         return pl.DataFrame(schema={"account_id": pl.Utf8, "first_day": pl.Date, "last_day": pl.Date})
     return conn.execute(
         f'SELECT account_id, min(date) AS first_day, max(date) AS last_day FROM "{table}" '
-        "WHERE date < ? GROUP BY account_id",
-        [before],
+        "WHERE date < $before AND ($account::VARCHAR IS NULL OR account_id = $account) GROUP BY account_id",
+        {"before": before, "account": account},
     ).pl()
 
 

@@ -13,7 +13,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import duckdb
 import polars as pl
 import pytest
@@ -23,9 +22,11 @@ from audience_assets_tests.conftest import (
     REPO_ROOT,
     SAMPLE_DECISION_DATE,
     SMALL,
+    DayRuns,
     failure_messages,
     query,
     run_config,
+    run_day,
 )
 from audience_assets_tests.fakes.anthropic_server import FakeAnthropic, json_reply
 
@@ -69,23 +70,16 @@ def run_job(
     tags: dict[str, str] | None = None,
     day: date = D,
     out_dir: Path | None = None,
-) -> dg.ExecuteInProcessResult:
-    """Materialise the whole job for one decision date; claude=None leaves the resource as defined."""
-    from audience_assets.definitions import defs
-
+) -> DayRuns:
+    """Materialise the whole job for one decision date (every account); claude=None leaves the
+    resource as defined."""
     cfg = run_config(db, source=source or SAMPLE, overrides=overrides, out_dir=out_dir)
     if claude is not None:
         cfg["resources"]["claude"] = {"config": claude}
-    return defs.resolve_job_def(JOB).execute_in_process(
-        partition_key=day.isoformat(),
-        run_config=cfg,
-        instance=dg.DagsterInstance.ephemeral(),
-        raise_on_error=False,
-        tags=tags,
-    )
+    return run_day(JOB, day, cfg, tags=tags)
 
 
-def run_ok(db: Path, **kw: Any) -> dg.ExecuteInProcessResult:
+def run_ok(db: Path, **kw: Any) -> DayRuns:
     result = run_job(db, **kw)
     assert result.success, failure_messages(result)
     return result

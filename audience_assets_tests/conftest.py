@@ -15,6 +15,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from audience_assets.defs.resources import SourceResource
 from audience_assets.sample.simulator import SAMPLE_END_DATE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +57,76 @@ def run_config(
     }
 
 
+class DayRuns:
+    """The runs of one decision date, one per account (in account order), read like one result."""
+
+    def __init__(self, results: list[dg.ExecuteInProcessResult]) -> None:
+        self.results = results
+
+    @property
+    def success(self) -> bool:
+        return bool(self.results) and all(r.success for r in self.results)
+
+    @property
+    def run_id(self) -> str:
+        assert len(self.results) == 1, f"{len(self.results)} runs (one per account): pick one from .results"
+        return self.results[0].run_id
+
+    @property
+    def all_events(self) -> list:
+        return [e for r in self.results for e in r.all_events]
+
+    def get_asset_materialization_events(self) -> list:
+        return [e for r in self.results for e in r.get_asset_materialization_events()]
+
+    def get_asset_check_evaluations(self) -> list:
+        return [c for r in self.results for c in r.get_asset_check_evaluations()]
+
+    def __getattr__(self, name: str) -> Any:
+        if len(self.results) == 1:
+            return getattr(self.results[0], name)
+        raise AttributeError(f"{name}: {len(self.results)} runs (one per account); read .results")
+
+
+def source_accounts_of(cfg: dict[str, Any]) -> list[str]:
+    """The accounts the run config's source holds (as the CLI and the sensors find them)."""
+    from audience_assets.defs.resources import MetaResource
+    from audience_assets.sources.accounts import source_accounts
+
+    source = cfg["resources"]["source"]["config"]
+    spec = SourceResource(**source).spec()
+    meta = cfg["resources"].get("meta", {}).get("config", {})
+    return source_accounts(spec, MetaResource(**meta).account_list() if spec.kind == "meta" else [])
+
+
+def run_day(
+    job: str,
+    day: date | str,
+    cfg: dict[str, Any],
+    *,
+    accounts: list[str] | None = None,
+    instance: dg.DagsterInstance | None = None,
+    **kw: Any,
+) -> DayRuns:
+    """Run a partitioned job of the real Definitions for every account of a decision date, one
+    account-day after another, in one instance (ephemeral unless given)."""
+    from audience_assets.definitions import defs
+    from audience_assets.defs.common import ACCOUNTS, partition_key
+
+    day = day if isinstance(day, str) else day.isoformat()
+    accounts = accounts if accounts is not None else source_accounts_of(cfg)
+    inst = instance or dg.DagsterInstance.ephemeral()
+    known = set(inst.get_dynamic_partitions(ACCOUNTS.name))
+    if new := [a for a in accounts if a not in known]:
+        inst.add_dynamic_partitions(ACCOUNTS.name, new)
+    job_def = defs.resolve_job_def(job)
+    kw.setdefault("raise_on_error", False)
+    return DayRuns(
+        [job_def.execute_in_process(partition_key=partition_key(day, a), run_config=cfg, instance=inst, **kw)
+         for a in accounts]
+    )  # fmt: skip
+
+
 def materialise(
     db: Path | str,
     partition: date | str,
@@ -64,15 +135,10 @@ def materialise(
     overrides: dict[str, Any] | str | None = None,
     out_dir: Path | str | None = None,
     config_path: str | None = None,
-) -> dg.ExecuteInProcessResult:
-    """Materialise the whole job of the real Definitions for one decision date."""
-    from audience_assets.definitions import defs
-
-    key = partition.isoformat() if isinstance(partition, date) else partition
+) -> DayRuns:
+    """Materialise the whole job of the real Definitions for one decision date, every account."""
     cfg = run_config(db, out_dir=out_dir, source=source, overrides=overrides, config_path=config_path)
-    return defs.resolve_job_def(JOB).execute_in_process(
-        partition_key=key, run_config=cfg, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
-    )
+    return run_day(JOB, partition, cfg)
 
 
 def csv_source(insights: Path | str, audiences: Path | str) -> dict[str, Any]:
@@ -130,6 +196,25 @@ def materialisation_metadata(result: dg.ExecuteInProcessResult, asset: str) -> d
         if mat.asset_key.to_user_string() == asset:
             return {k: v.value for k, v in mat.metadata.items()}
     raise AssertionError(f"{asset} was not materialised; materialised: {sorted(materialised_keys(result))}")
+
+
+def summed_metadata(result: Any, asset: str) -> dict[str, Any]:
+    """One asset's metadata over its materialisations in every run (one per account): counts summed,
+    maxima (`*max*`) the largest, anything else the first run's."""
+    total: dict[str, Any] = {}
+    for event in result.get_asset_materialization_events():
+        mat = event.materialization
+        if mat.asset_key.to_user_string() != asset:
+            continue
+        for k, v in mat.metadata.items():
+            if not isinstance(v.value, (int, float)) or isinstance(v.value, bool) or k not in total:
+                total.setdefault(k, v.value)
+            elif "max" in k:
+                total[k] = max(total[k], v.value)
+            else:
+                total[k] += v.value
+    assert total, f"{asset} was not materialised"
+    return total
 
 
 def raw_materialisation_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:

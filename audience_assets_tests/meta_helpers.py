@@ -18,7 +18,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from audience_assets_tests.conftest import JOB, run_config
+from audience_assets_tests.conftest import JOB, DayRuns, run_config, run_day
 from audience_assets_tests.fakes.graph_server import (
     AccountData,
     FakeGraph,
@@ -175,21 +175,14 @@ def run_meta(
     accounts: Iterable[str] = (INR, JPY),
     assets: list[str] | None = None,
     **meta: Any,
-) -> dg.ExecuteInProcessResult:
+) -> DayRuns:
     """The real job of the real Definitions, in process, on the meta source pointed at the fake.
 
     `assets` limits the run to some assets (e.g. ["raw_insights"]) where decisions do not matter.
     """
-    from audience_assets.definitions import defs
-
     cfg = meta_run_config(db, fake, overrides=overrides, out_dir=out_dir, accounts=accounts, **meta)
-    return defs.resolve_job_def(JOB).execute_in_process(
-        partition_key=partition.isoformat(),
-        run_config=cfg,
-        instance=dg.DagsterInstance.ephemeral(),
-        raise_on_error=False,
-        asset_selection=[dg.AssetKey(a) for a in assets] if assets else None,
-    )
+    selection = [dg.AssetKey(a) for a in assets] if assets else None
+    return run_day(JOB, partition, cfg, asset_selection=selection)
 
 
 def all_metadata_text(result: dg.ExecuteInProcessResult) -> str:

@@ -63,3 +63,19 @@ def test_recommend_benchmark_incremental_mode(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     [result] = json.loads(proc.stdout)
     assert result["daily_run_on_30_days_seconds"] > 0 and result["daily_run_on_90_days_seconds"] > 0
+
+
+def test_accounts_benchmark_runs_serial_file_and_parallel_lake(tmp_path):
+    out = tmp_path / "rows.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/bench_accounts.py"), "--sizes", "2x20", "--days", "20",
+         "--concurrency", "2", "--no-postgres", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    file_row, lake_row = json.loads(out.read_text())
+    assert file_row["backend"] == "DuckDB file, serial" and lake_row["backend"].startswith("DuckLake SQLite")
+    for row in (file_row, lake_row):
+        assert row["accounts"] == 2 and row["wall_s"] > 0 and row["peak_mb"] > 0
+        assert row["audience_days_per_s"] == pytest.approx(2 * 20 * 20 / row["wall_s"], rel=0.1)
+    assert "| 2 x 20 x 20 | DuckDB file, serial |" in proc.stdout

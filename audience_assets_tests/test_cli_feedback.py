@@ -78,7 +78,7 @@ def test_outcomes_sensor_requests_a_judgement_when_new_days_land(demo, monkeypat
     monkeypatch.setenv("AUDIENCE_ENGINE_DB", str(demo.db))
     with dg.DagsterInstance.ephemeral() as instance:
         first = outcomes_sensor(dg.build_sensor_context(instance=instance))
-        assert isinstance(first, dg.SensorResult) and first.run_requests[0].partition_key == "2026-11-26"
+        assert isinstance(first, dg.SensorResult) and first.run_requests[0].partition_key == "act_1001|2026-11-26"
         again = outcomes_sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
         assert isinstance(again, dg.SkipReason)
     assert outcomes_sensor.job_name == OUTCOMES_JOB

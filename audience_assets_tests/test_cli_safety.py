@@ -263,7 +263,8 @@ def test_cli_runs_are_recorded_in_the_shared_dagster_instance(tmp_path, capsys, 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
         assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS
-        assert runs[0].tags.get("dagster/partition") == SAMPLE_DECISION_DATE.isoformat()
+        assert runs[0].tags.get("dagster/partition/date") == SAMPLE_DECISION_DATE.isoformat()
+        assert runs[0].tags.get("dagster/partition/account") == "act_1001"
         keys = set(defs.resolve_job_def("audience_engine_job").asset_layer.executable_asset_keys)
         assert {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys() - keys} == {"action_log"}
         for key in keys:

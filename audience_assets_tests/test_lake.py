@@ -3,6 +3,7 @@ different accounts, extensions loaded from their PyPI packages."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -41,9 +42,11 @@ def write_accounts(directory: Path, accounts: dict[str, int], adsets: int = 40) 
     return ins, aud
 
 
-def recommend(db: str, ins: Path, aud: Path, out: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+def recommend(
+    db: str, ins: Path, aud: Path, out: Path, env: dict[str, str] | None = None, extra: list[str] | None = None
+) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "audience_assets.cli", "recommend", "--insights", str(ins), "--audiences", str(aud)]
-    cmd += ["--warehouse", db, "--out", str(out), "--quiet"]
+    cmd += ["--warehouse", db, "--out", str(out), "--quiet", *(extra or [])]
     return subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or os.environ.copy()
     )
@@ -142,3 +145,57 @@ def test_extensions_load_from_their_packages_without_the_network():
     assert {"sqlite_scanner", "postgres_scanner", "httpfs", "ducklake"} <= loaded
     with pytest.raises(ExtensionError, match=rf"pip install duckdb-extension-nosuch=={duckdb.__version__}"):
         extension_path("nosuch")
+
+
+def test_two_account_partitions_materialise_concurrently_and_match_the_file(
+    tmp_path, two_account_files, file_decisions
+):
+    """The CLI's fan-out: two account-day runs at once, each in a process of its own, on one lake."""
+    import dagster as dg
+
+    lake = f"ducklake:sqlite:{tmp_path / 'catalog.sqlite'}"
+    home = tmp_path / "dagster_home"
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    out = tmp_path / "r.json"
+    finished(recommend(lake, *two_account_files, out, env=env, extra=["--concurrency", "2"]))
+    assert decisions(lake).equals(file_decisions), "the concurrent lake runs decided differently from the file"
+    doc = json.loads(out.read_text())
+    assert len(doc["run_ids"]) == 2 and doc["run_id"] is None
+    assert {r["account_id"] for r in doc["recommendations"]} == {"act_501", "act_502"}
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        done = instance.get_materialized_partitions(dg.AssetKey("decisions"))
+        runs = instance.get_run_records()
+    assert done == {"act_501|2026-11-26", "act_502|2026-11-26"}
+    # Both runs were under way at the same time: each started before the other ended.
+    (a, b) = sorted(((r.start_time, r.end_time) for r in runs), key=lambda t: t[0])
+    assert b[0] < a[1], f"the runs did not overlap: {a} then {b}"
+
+
+def test_a_failing_account_leaves_the_other_materialised_and_its_own_untouched_on_a_lake(tmp_path):
+    from audience_assets_tests.conftest import JOB, failure_messages, run_day
+    from audience_assets_tests.fakes.graph_server import FakeGraph, graph_error
+    from audience_assets_tests.meta_helpers import INR, JPY, meta_run_config, two_accounts
+
+    lake = f"ducklake:sqlite:{tmp_path / 'lake' / 'catalog.sqlite'}"
+    inr, jpy = two_accounts(days=45, inr_adsets=5, jpy_adsets=5)
+    with FakeGraph([inr, jpy], page_size_cap=10) as fake:
+        cfg = meta_run_config(tmp_path / "unused.duckdb", fake)
+        cfg["resources"]["duckdb"]["config"]["database"] = lake
+        first = run_day(JOB, "2026-11-26", cfg)
+        assert first.success, failure_messages(first)
+        before = decisions(lake)
+        fake.inject(rf"/{JPY}/insights$", *[graph_error(200)] * 5, method=None)
+        second = run_day(JOB, "2026-11-26", cfg)
+    inr_run, jpy_run = second.results
+    assert inr_run.success and not jpy_run.success
+    assert JPY in " ".join(failure_messages(jpy_run))
+    conn = open_database(lake, read_only=True)
+    try:
+        stamps = dict(conn.execute("SELECT account_id, any_value(run_id) FROM decisions GROUP BY 1").fetchall())
+    finally:
+        conn.close()
+    # act_1001 decided again by its new run; act_2002 exactly as the first run left it.
+    assert stamps[INR] == inr_run.run_id
+    after = decisions(lake)
+    assert after.filter(pl.col("account_id") == JPY).equals(before.filter(pl.col("account_id") == JPY))
+    assert after.filter(pl.col("account_id") == INR).height == before.filter(pl.col("account_id") == INR).height > 0

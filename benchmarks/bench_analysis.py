@@ -24,6 +24,8 @@ from fakes.anthropic_server import FakeAnthropic, json_reply  # noqa: E402
 
 from audience_assets.definitions import defs  # noqa: E402
 from audience_assets.defs.automation import MAIN_JOB  # noqa: E402
+from audience_assets.defs.common import ACCOUNTS, partition_key  # noqa: E402
+from audience_assets.sample.simulator import SAMPLE_ACCOUNT  # noqa: E402
 
 
 def responder(request: dict) -> object:
@@ -75,8 +77,9 @@ def main() -> int:
             "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
         }
         with dg.DagsterInstance.ephemeral() as instance:
+            instance.add_dynamic_partitions(ACCOUNTS.name, [SAMPLE_ACCOUNT])
             result = defs.resolve_job_def(MAIN_JOB).execute_in_process(
-                partition_key="2026-11-26", run_config=run_config, instance=instance
+                partition_key=partition_key("2026-11-26", SAMPLE_ACCOUNT), run_config=run_config, instance=instance
             )
         assert result.success
         bodies = list(fake.message_requests)

@@ -10,10 +10,10 @@ import polars as pl
 
 from audience_assets.defs.docs import column_schema, run_generic_tests, table_doc
 from audience_assets.sources.sample import first_decision_date
-from audience_assets.warehouse import database_path, is_lake, replace_partition
+from audience_assets.warehouse import database_path, is_lake, partition_filter, replace_partition
 
-# The partition key is the decision date: a run for D decides on complete days before D.
-# They start where data can start: the embedded sample's first decision date unless
+# The partition is an account-day: a run for (D, account) decides that account on complete days
+# before D. Dates start where data can start: the embedded sample's first decision date unless
 # AUDIENCE_ENGINE_PARTITIONS_START says otherwise (older exports, longer Meta history).
 # end_offset=2 admits tomorrow (UTC): for an account east of UTC, "today" may already be over.
 PARTITIONS_START_ENV = "AUDIENCE_ENGINE_PARTITIONS_START"
@@ -30,15 +30,42 @@ def partitions_start() -> date:
 
 
 PARTITIONS_START = partitions_start().isoformat()
-PARTITIONS = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, end_offset=2)
+DATES = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, end_offset=2)
+# Every ad account is a partition of its own beside the date, added when it first appears in a
+# source (the CLI, the schedule and the sensors add them): one run decides one account-day.
+ACCOUNTS = dg.DynamicPartitionsDefinition(name="accounts")
+PARTITIONS = dg.MultiPartitionsDefinition({"date": DATES, "account": ACCOUNTS})
 # A DuckDB file allows one writing process: every asset touching it shares this pool of one. A lake
 # (AUDIENCE_ENGINE_WAREHOUSE=ducklake:...) takes concurrent writers: no pool.
 POOL = None if is_lake(database_path()) else "duckdb"
 PREVIEW_ROWS = 10
 
 
+def partition_key(day: date | str, account: str) -> dg.MultiPartitionKey:
+    """The partition of one account-day."""
+    return dg.MultiPartitionKey({"date": day if isinstance(day, str) else day.isoformat(), "account": account})
+
+
+def _dimensions(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> dict[str, str]:
+    key = context.partition_key
+    if isinstance(key, dg.MultiPartitionKey):
+        return key.keys_by_dimension
+    return PARTITIONS.get_partition_key_from_str(key).keys_by_dimension
+
+
 def as_of(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> date:
-    return date.fromisoformat(context.partition_key)
+    """The run's decision date: it decides on complete days before it."""
+    return date.fromisoformat(_dimensions(context)["date"])
+
+
+def account_of(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> str:
+    """The one ad account the run decides."""
+    return _dimensions(context)["account"]
+
+
+def partition_of(context: dg.AssetExecutionContext) -> dict[str, Any]:
+    """The rows of this run's partition: its decision date and account."""
+    return {"decision_date": as_of(context), "account_id": account_of(context)}
 
 
 def description(table: str) -> str:
@@ -76,9 +103,16 @@ def doc_check_spec(table: str) -> dg.AssetCheckSpec:
 Scope = tuple[str, list[Any]]
 
 
-def days_scope(first: date, last: date) -> Scope:
+def days_scope(first: date, last: date, account: str | None = None) -> Scope:
     """The rows of the days a load wrote (history already checked stays checked)."""
-    return "date BETWEEN ? AND ?", [first, last]
+    if account is None:
+        return "date BETWEEN ? AND ?", [first, last]
+    return "date BETWEEN ? AND ? AND account_id = ?", [first, last, account]
+
+
+def partition_scope(part: dict[str, Any]) -> Scope:
+    clause, params = partition_filter(part)
+    return clause, params
 
 
 def doc_check_result(
@@ -138,16 +172,18 @@ def write_partition(
     extra: dict[str, Any] | None = None,
     preview_columns: list[str] | None = None,
 ) -> dg.MaterializeResult:
-    """Replace this decision date's rows of a table (of the accounts in the frame) and report its
-    metadata and doc tests."""
-    day = as_of(context)
-    replace_partition(conn, table, frame, {"decision_date": day}, by_account=True)
+    """Replace this account-day's rows of a table and report its metadata and doc tests."""
+    part = partition_of(context)
+    replace_partition(conn, table, frame, part)
     preview = frame.select(preview_columns) if preview_columns is not None else None
-    return table_result(conn, table, frame.height, day, extra, preview)
+    return table_result(conn, table, frame.height, partition_scope(part), extra, preview)
 
 
-def load_partition(conn: duckdb.DuckDBPyConnection, table: str, day: date) -> pl.DataFrame:
-    return conn.execute(f'SELECT * FROM "{table}" WHERE decision_date = ?', [day]).pl()
+def load_partition(conn: duckdb.DuckDBPyConnection, table: str, day: date, account: str | None = None) -> pl.DataFrame:
+    """One decision date's rows of a table: one account's, or every account's."""
+    if account is None:
+        return conn.execute(f'SELECT * FROM "{table}" WHERE decision_date = ?', [day]).pl()
+    return conn.execute(f'SELECT * FROM "{table}" WHERE decision_date = ? AND account_id = ?', [day, account]).pl()
 
 
 def guardrail_result(

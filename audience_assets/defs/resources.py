@@ -130,19 +130,24 @@ class OutputResource(dg.ConfigurableResource):
     report_file: str = Field("", description="exactly this report path (the CLI's)")
     json_label: str = Field("", description="how the report names the JSON file (default: its path)")
 
-    def path_for(self, day: date) -> Path | None:
+    def path_for(self, day: date, account: str | None = None) -> Path | None:
+        """The JSON of one account-day (`directory`/recommendations_<date>_<account>.json), or `file`."""
         if self.file:
             return Path(self.file)
         if not self.directory:
             return None
-        return Path(self.directory) / f"recommendations_{day.isoformat()}.json"
+        return Path(self.directory) / f"recommendations_{day.isoformat()}{_suffix(account)}.json"
 
-    def report_path_for(self, day: date) -> Path | None:
+    def report_path_for(self, day: date, account: str | None = None) -> Path | None:
         if self.report_file:
             return Path(self.report_file)
         if not self.reports_directory:
             return None
-        return Path(self.reports_directory) / f"report_{day.isoformat()}.html"
+        return Path(self.reports_directory) / f"report_{day.isoformat()}{_suffix(account)}.html"
+
+
+def _suffix(account: str | None) -> str:
+    return f"_{account}" if account else ""
 
 
 class MetaResource(dg.ConfigurableResource):
@@ -173,8 +178,7 @@ class MetaResource(dg.ConfigurableResource):
     _client: Any = PrivateAttr(default=None)
 
     def account_list(self) -> list[str]:
-        ids = [a.strip() for a in self.ad_account_ids.split(",") if a.strip()]
-        return [a if a.startswith("act_") else f"act_{a}" for a in ids]
+        return account_ids(self.ad_account_ids)
 
     def settings(self) -> Any:
         from audience_assets.integrations.meta import MetaSettings
@@ -310,6 +314,12 @@ class ClaudeResource(dg.ConfigurableResource):
             timeout=self.timeout_seconds,
             max_retries=self.max_retries,
         )
+
+
+def account_ids(text: str) -> list[str]:
+    """`act_123, 456` -> ["act_123", "act_456"]: Meta's ad account ids, each with its act_ prefix."""
+    ids = [a.strip() for a in text.split(",") if a.strip()]
+    return [a if a.startswith("act_") else f"act_{a}" for a in ids]
 
 
 def _env(name: str) -> Any:

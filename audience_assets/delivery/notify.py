@@ -34,13 +34,23 @@ def _approvals(conn: duckdb.DuckDBPyConnection, day: date) -> dict[str, dict[str
 
 
 def notify(
-    conn: duckdb.DuckDBPyConnection, day: date, poster: SlackPoster | None, *, report_path: str | None, run_id: str
+    conn: duckdb.DuckDBPyConnection,
+    day: date,
+    poster: SlackPoster | None,
+    *,
+    report_path: str | None,
+    run_id: str,
+    account: str | None = None,
 ) -> pl.DataFrame:
-    """Post the digest of every account of the decision date; return the logged rows."""
+    """Post the digest of every account of the decision date (or of one); return the logged rows."""
     ensure_table_ddl(conn, NOTIFICATIONS_DDL)
     configured = poster is not None and poster.mode is not None
     columns = "*" if configured else "account_id, action"  # not configured: only what the log row needs
-    recs = conn.execute(f"SELECT {columns} FROM recommendations WHERE decision_date = ? ORDER BY rank", [day]).pl()
+    recs = conn.execute(
+        f"SELECT {columns} FROM recommendations WHERE decision_date = $day "
+        "AND ($account::VARCHAR IS NULL OR account_id = $account) ORDER BY account_id, rank",
+        {"day": day, "account": account},
+    ).pl()
     approvals = _approvals(conn, day) if configured else {}
     rows = []
     for (account,), group in recs.group_by("account_id", maintain_order=True):

@@ -17,11 +17,22 @@ REPORT_DAYS = 28
 REPORT_MAX_ROWS = 1000
 
 
-def report_html(conn: duckdb.DuckDBPyConnection, day: date, recommendations_file: str | None = None) -> str:
-    """The self-contained report of one decision date: its stored recommendations and daily metrics."""
-    stored = conn.execute("SELECT * FROM recommendations WHERE decision_date = ? ORDER BY rank", [day]).pl()
+def report_html(
+    conn: duckdb.DuckDBPyConnection,
+    day: date,
+    recommendations_file: str | None = None,
+    accounts: list[str] | None = None,
+) -> str:
+    """The self-contained report of one decision date (of some accounts, or every account): its stored
+    recommendations and daily metrics."""
+    who = {"day": day, "accounts": accounts}
+    stored = conn.execute(
+        "SELECT * FROM recommendations WHERE decision_date = $day AND ($accounts::VARCHAR[] IS NULL OR list_contains($accounts, account_id)) ORDER BY account_id, rank",
+        who,
+    ).pl()
     if stored.is_empty():
-        raise ReportError(f"no recommendations for {day} in the warehouse: run the graph for that date first")
+        whose = f" of {', '.join(accounts)}" if accounts else ""
+        raise ReportError(f"no recommendations{whose} for {day} in the warehouse: run the graph for that date first")
     document = {
         "decision_date": day.isoformat(),
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -29,11 +40,15 @@ def report_html(conn: duckdb.DuckDBPyConnection, day: date, recommendations_file
         "recommendations": json_records(stored),
     }
     daily = conn.execute(
-        "SELECT account_id, adset_id, date, spend, revenue FROM daily_metrics WHERE date BETWEEN ? AND ?",
-        [day - timedelta(days=REPORT_DAYS), day - timedelta(days=1)],
+        "SELECT account_id, adset_id, date, spend, revenue FROM daily_metrics WHERE date BETWEEN $first AND $last "
+        "AND ($accounts::VARCHAR[] IS NULL OR list_contains($accounts, account_id))",
+        {"first": day - timedelta(days=REPORT_DAYS), "last": day - timedelta(days=1), "accounts": accounts},
     ).pl()
     looks = dict(
-        conn.execute("SELECT adset_id, lookalike_pct FROM audience_metadata WHERE decision_date = ?", [day]).fetchall()
+        conn.execute(
+            "SELECT adset_id, lookalike_pct FROM audience_metadata WHERE decision_date = $day AND ($accounts::VARCHAR[] IS NULL OR list_contains($accounts, account_id))",
+            who,
+        ).fetchall()
     )
     data = report_data(
         document, daily, lookalike_pct=looks, days=REPORT_DAYS, recommendations_file=recommendations_file,

@@ -197,11 +197,13 @@ def recommendation_json(rows: pl.DataFrame, day: date, generated_at: str) -> str
     """The recommendations file for one decision date, written column-wise (one object per line)."""
     frame = _json_frame(rows)
     check_rows(frame)
+    runs = rows["run_id"].drop_nulls().unique(maintain_order=True).to_list() if "run_id" in rows.columns else []
     header = RecommendationFile(
         decision_date=day,
         generated_at=generated_at,
         config_hash=rows["config_hash"][0] if rows.height else "",
-        run_id=rows["run_id"][0] if rows.height and "run_id" in rows.columns else None,
+        run_id=runs[0] if len(runs) == 1 else None,
+        run_ids=runs if len(runs) > 1 else None,
         summary=summary_counts(rows),
         recommendations=[],
     ).model_dump_json()

@@ -130,7 +130,8 @@ class RecommendationFile(BaseModel):
     decision_date: date
     generated_at: str
     config_hash: str
-    run_id: str | None = Field(None, description="the Dagster run that produced the file")
+    run_id: str | None = Field(None, description="the Dagster run that produced the file (one account)")
+    run_ids: list[str] | None = Field(None, description="the runs behind it, one per account-day, when several")
     summary: dict[str, int]
     recommendations: list[Recommendation]
 

@@ -132,15 +132,19 @@ def executed_keys(conn: duckdb.DuckDBPyConnection) -> set[str]:
     return {r[0] for r in rows}
 
 
-def sync_pending(conn: duckdb.DuckDBPyConnection, day: date, now: datetime) -> dict[str, int]:
-    """Bring the day's approvals in line with its recommendations, in one transaction.
+def sync_pending(
+    conn: duckdb.DuckDBPyConnection, day: date, now: datetime, account: str | None = None
+) -> dict[str, int]:
+    """Bring the day's approvals (of one account, or all) in line with its recommendations, in one transaction.
 
     New plans start pending; a plan the latest run no longer proposes is superseded (an approval binds
     its exact plan, so a recomputed decision needs a new one); decided rows are never deleted."""
     ensure_tables(conn)
+    who = {"day": day, "account": account}
     recs = conn.execute(
-        "SELECT * FROM recommendations WHERE decision_date = ? AND list_contains(?, action) ORDER BY rank",
-        [day, list(WRITTEN_ACTIONS)],
+        "SELECT * FROM recommendations WHERE decision_date = $day AND list_contains($actions, action) "
+        "AND ($account::VARCHAR IS NULL OR account_id = $account) ORDER BY account_id, rank",
+        who | {"actions": list(WRITTEN_ACTIONS)},
     ).pl()
     planned = _planned(recs)
     wanted = {r["approval_id"] for r in planned}
@@ -149,7 +153,11 @@ def sync_pending(conn: duckdb.DuckDBPyConnection, day: date, now: datetime) -> d
     def body() -> tuple[int, int]:
         have = {
             r[0]: r[1]
-            for r in conn.execute("SELECT approval_id, status FROM approvals WHERE decision_date = ?", [day]).fetchall()
+            for r in conn.execute(
+                "SELECT approval_id, status FROM approvals WHERE decision_date = $day "
+                "AND ($account::VARCHAR IS NULL OR account_id = $account)",
+                who,
+            ).fetchall()
         }
         stale = [a for a, s in have.items() if a not in wanted and s in ("pending", "approved")]
         stale_keys = conn.execute(
@@ -224,15 +232,20 @@ def newest_decision_date(conn: duckdb.DuckDBPyConnection) -> date | None:
 
 
 def current(
-    conn: duckdb.DuckDBPyConnection, day: date, statuses: tuple[str, ...] = ("pending", "approved")
+    conn: duckdb.DuckDBPyConnection,
+    day: date,
+    statuses: tuple[str, ...] = ("pending", "approved"),
+    account: str | None = None,
 ) -> pl.DataFrame:
-    """The day's live approvals (not superseded), best ranked first, with whether each was applied."""
+    """The day's live approvals (not superseded; of one account, or all), best ranked first, with
+    whether each was applied."""
     ensure_tables(conn)
     return conn.execute(
         "SELECT a.*, EXISTS (SELECT 1 FROM action_log l WHERE l.idempotency_key = a.idempotency_key "
         "AND l.mode = 'apply' AND l.outcome = 'applied' AND l.reverts_action_id IS NULL) AS applied "
-        "FROM approvals a WHERE decision_date = ? AND list_contains(?, status) ORDER BY rank",
-        [day, list(statuses)],
+        "FROM approvals a WHERE decision_date = $day AND list_contains($statuses, status) "
+        "AND ($account::VARCHAR IS NULL OR a.account_id = $account) ORDER BY a.account_id, rank",
+        {"day": day, "statuses": list(statuses), "account": account},
     ).pl()
 
 

@@ -29,6 +29,7 @@ __all__ = [
 
 SAMPLE_END_DATE = date(2026, 11, 25)  # last complete day of the embedded sample
 SAMPLE_DAYS = 75  # days of history in the embedded sample
+SAMPLE_ACCOUNT = "act_1001"  # the embedded sample's ad account
 ACCOUNT_MEAN_ROAS = 2.5
 CURRENCY = "INR"
 MAX_ADSETS = 1_000_000  # keeps generated ids at 15 digits, so string order == numeric order
@@ -146,7 +147,7 @@ def simulate_account(
     n_adsets: int = 120,
     days: int = SAMPLE_DAYS,
     end_date: date = SAMPLE_END_DATE,
-    account_id: str = "act_1001",
+    account_id: str = SAMPLE_ACCOUNT,
     n_campaigns: int | None = None,
     prelaunched_share: float = 0.7,
 ) -> SampleAccount:

@@ -480,12 +480,17 @@ def read_files(spec: SourceSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
     return insights, audiences
 
 
-def validate_files(spec: SourceSpec) -> date:
-    """Check a pair of CSV files whole (as a load would) without a warehouse; their newest day."""
+def checked_files(spec: SourceSpec) -> tuple[date, list[str]]:
+    """Check a pair of CSV files whole (as a load would) without a warehouse: their newest day and
+    their accounts, sorted."""
     conn = new_connection()
     try:
         stage_files(conn, spec)
-        return conn.execute(f"SELECT max(date) FROM {INSIGHTS_TYPED}").fetchone()[0]
+        newest = conn.execute(f"SELECT max(date) FROM {INSIGHTS_TYPED}").fetchone()[0]
+        accounts = [
+            r[0] for r in conn.execute(f"SELECT DISTINCT account_id FROM {INSIGHTS_TYPED} ORDER BY 1").fetchall()
+        ]
+        return newest, accounts
     finally:
         conn.close()
 

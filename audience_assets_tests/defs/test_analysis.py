@@ -67,7 +67,9 @@ class ClaudeRun:
         return batch_refs(self.fake)
 
     def json_file(self) -> dict[str, dict]:
-        doc = json.loads((self.db.parent / "recommendations" / f"recommendations_{D.isoformat()}.json").read_text())
+        doc = json.loads(
+            (self.db.parent / "recommendations" / f"recommendations_{D.isoformat()}_act_1001.json").read_text()
+        )
         return {r["audience_id"]: r for r in doc["recommendations"]}
 
 

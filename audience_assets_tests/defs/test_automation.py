@@ -18,21 +18,37 @@ from audience_assets_tests.conftest import JOB, REPO_ROOT, VENV_BIN, failure_mes
 # ---- schedule ----------------------------------------------------------------------
 
 
-def schedule_context(when: datetime) -> dg.ScheduleEvaluationContext:
-    return dg.build_schedule_context(scheduled_execution_time=when, repository_def=defs.get_repository_def())
+def default_resources() -> dict:
+    from audience_assets.defs.resources import default_resources as defaults
+
+    return {k: v for k, v in defaults().items() if k in ("source", "meta")}
 
 
-def test_daily_schedule_requests_the_day_partition_of_the_main_job():
+def schedule_context(when: datetime, instance: dg.DagsterInstance | None = None) -> dg.ScheduleEvaluationContext:
+    return dg.build_schedule_context(
+        instance=instance or dg.DagsterInstance.local_temp(),
+        scheduled_execution_time=when,
+        repository_def=defs.get_repository_def(),
+        resources=default_resources(),
+    )
+
+
+def test_daily_schedule_requests_each_accounts_day_partition_of_the_main_job():
     schedule = defs.get_schedule_def("daily_recommendations")
     assert schedule.job_name == JOB
-    ctx = schedule_context(datetime(2026, 11, 26, 6, 0, tzinfo=UTC))
-    data = schedule.evaluate_tick(ctx)
+    # A persistent instance (as the daemon's): the schedule adds new accounts to it.
+    with dg.DagsterInstance.local_temp() as instance:
+        ctx = schedule_context(datetime(2026, 11, 26, 6, 0, tzinfo=UTC), instance)
+        data = schedule.evaluate_tick(ctx)
+        # The sample's one account, added to the accounts partitions when it first appears.
+        assert instance.get_dynamic_partitions("accounts") == ["act_1001"]
     assert data.skip_message is None
     assert len(data.run_requests) == 1
     request = data.run_requests[0]
     # The run at 06:00 decides for that day, on the complete days before it.
-    assert request.partition_key == "2026-11-26"
-    assert request.tags.get("dagster/partition") == "2026-11-26"
+    assert request.partition_key == "act_1001|2026-11-26"
+    assert request.tags.get("dagster/partition/date") == "2026-11-26"
+    assert request.tags.get("dagster/partition/account") == "act_1001"
     assert request.job_name in (None, JOB)
 
 
@@ -41,15 +57,15 @@ def test_daily_schedule_runs_every_day_at_six_utc():
     assert schedule.cron_schedule == "0 6 * * *"
     assert (schedule.execution_timezone or "UTC") == "UTC"
     ctx = schedule_context(datetime(2026, 10, 1, 6, 0, tzinfo=UTC))
-    assert [r.partition_key for r in schedule.evaluate_tick(ctx).run_requests] == ["2026-10-01"]
+    assert [r.partition_key for r in schedule.evaluate_tick(ctx).run_requests] == ["act_1001|2026-10-01"]
 
 
 def test_partitions_start_at_the_samples_first_decision_date():
     """Not 2015: the UI lists the decision dates data can have, from the sample's first one."""
-    from audience_assets.defs.common import PARTITIONS
+    from audience_assets.defs.common import DATES
     from audience_assets.sample.simulator import SAMPLE_DAYS, SAMPLE_END_DATE
 
-    first = PARTITIONS.get_first_partition_key()
+    first = DATES.get_first_partition_key()
     assert first == "2026-09-13"
     assert date.fromisoformat(first) == SAMPLE_END_DATE - timedelta(days=SAMPLE_DAYS - 2)
 
@@ -110,15 +126,18 @@ def test_sensor_requests_a_run_for_new_files_then_waits_for_a_change(inbox):
     assert skip is None
     assert len(requests) == 1
     req = requests[0]
-    assert req.partition_key == "2026-11-01"  # the day after the newest row
-    assert req.run_key and req.run_key == cursor
+    assert req.partition_key.endswith("|2026-11-01")  # the day after the newest row
+    assert req.run_key and req.run_key.startswith(cursor)
     source = req.run_config["resources"]["source"]["config"]
     assert source["kind"] == "csv"
     assert source["insights_path"] == str(ins.resolve())
     assert source["audiences_path"] == str(aud.resolve())
     # The run config is valid for the job.
     job = defs.resolve_job_def(JOB)
-    assert job.partitions_def.has_partition_key(req.partition_key)
+    from audience_assets.defs.common import DATES, PARTITIONS
+
+    assert job.partitions_def == PARTITIONS
+    assert DATES.has_partition_key(req.partition_key.split("|")[1])
 
     # Same files, with the returned cursor: nothing new.
     requests2, skip2, _ = as_result(evaluate(cursor))
@@ -129,8 +148,8 @@ def test_sensor_requests_a_run_for_new_files_then_waits_for_a_change(inbox):
     write_sample_csvs(inbox, n_adsets=10, days=21, end_date=date(2026, 11, 1))
     requests3, skip3, cursor3 = as_result(evaluate(cursor))
     assert skip3 is None and len(requests3) == 1
-    assert requests3[0].partition_key == "2026-11-02"
-    assert requests3[0].run_key == cursor3 != cursor
+    assert requests3[0].partition_key.endswith("|2026-11-02")
+    assert requests3[0].run_key.startswith(cursor3) and cursor3 != cursor
 
 
 def test_sensor_run_request_runs_the_job(inbox, tmp_path):
@@ -139,6 +158,7 @@ def test_sensor_run_request_runs_the_job(inbox, tmp_path):
     cfg = run_config(tmp_path / "w.duckdb")
     cfg["resources"]["source"] = req.run_config["resources"]["source"]
     with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("accounts", [req.partition_key.split("|")[0]])
         result = defs.resolve_job_def(JOB).execute_in_process(
             partition_key=req.partition_key, run_config=cfg, instance=instance, raise_on_error=False, tags=req.tags
         )

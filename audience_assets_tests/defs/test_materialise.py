@@ -130,7 +130,7 @@ def test_decisions_hold_the_config_hash_of_the_run_rules(sample_warehouse):
 
 def test_recommendations_json_is_written_and_valid(sample_warehouse):
     db, day, result = sample_warehouse.db, sample_warehouse.day, sample_warehouse.result
-    path = sample_warehouse.out_dir / f"recommendations_{day.isoformat()}.json"
+    path = sample_warehouse.out_dir / f"recommendations_{day.isoformat()}_act_1001.json"
     assert path.is_file()
     assert materialisation_metadata(result, "recommendations")["json_path"] == str(path)
     assert not list(sample_warehouse.out_dir.glob("*.tmp")), "temporary file left behind"

@@ -14,7 +14,13 @@ import polars as pl
 import pytest
 
 from audience_assets.integrations.meta import MetaClient
-from audience_assets_tests.conftest import failed_steps, failure_messages, materialisation_metadata, query
+from audience_assets_tests.conftest import (
+    failed_steps,
+    failure_messages,
+    materialisation_metadata,
+    query,
+    summed_metadata,
+)
 from audience_assets_tests.fakes.graph_server import FakeGraph, build_account, graph_error, usage_reply
 from audience_assets_tests.meta_helpers import (
     DECISION,
@@ -112,14 +118,16 @@ def test_restated_days_replace_old_values_and_the_change_is_measured(tmp_path, a
     older_after = after.filter(pl.col("date") < LOOKBACK_START)
     assert older_after.equals(older_before)
 
-    meta = materialisation_metadata(second, "raw_insights")
-    assert meta["restated_purchases_delta"] == 5
+    # One run per account: INR's load holds the restatement, JPY's changed nothing.
+    meta, jpy_meta = (materialisation_metadata(r, "raw_insights") for r in second.results)
+    assert meta["restated_purchases_delta"] == 5 and jpy_meta["restated_purchases_delta"] == 0
     assert meta["restated_revenue_delta"] == pytest.approx(float(new_v - old_v), abs=0.01)
     assert meta["restated_spend_delta"] == 0
-    assert meta["days_loaded"] == 14 and meta["days_restated"] == 14
-    assert meta["rows_replaced"] == meta["rows_inserted"]
-    assert meta["load"] == f"{INR}: lookback 7 days, {JPY}: lookback 7 days"
-    assert meta["meta_async_jobs"] == 0
+    for m in (meta, jpy_meta):
+        assert m["days_loaded"] == 7 and m["days_restated"] == 7
+        assert m["rows_replaced"] == m["rows_inserted"]
+        assert m["meta_async_jobs"] == 0
+    assert (meta["load"], jpy_meta["load"]) == (f"{INR}: lookback 7 days", f"{JPY}: lookback 7 days")
     assert materialisation_metadata(third, "raw_insights")["restated_purchases_delta"] == 0
 
 
@@ -210,7 +218,7 @@ def test_transient_errors_and_throttling_are_survived_without_duplicates(tmp_pat
         first = run_meta(db, fake, assets=RAW)
         assert first.success, failure_messages(first)
         assert fake.pending_injections == 0
-        meta = materialisation_metadata(first, "raw_insights")
+        meta = summed_metadata(first, "raw_insights")
         assert meta["meta_retries"] == 4
         assert meta["meta_throttle_pauses"] >= 1 and meta["meta_max_usage_pct"] == 90.0
         assert_matches_fake(db, inr, FIRST, END)
@@ -220,7 +228,7 @@ def test_transient_errors_and_throttling_are_survived_without_duplicates(tmp_pat
         fake.inject(rf"/{INR}/insights$", usage_reply(INR, 50, regain_minutes=1), graph_error(2))
         second = run_meta(db, fake, assets=RAW)
         assert second.success, failure_messages(second)
-        meta = materialisation_metadata(second, "raw_insights")
+        meta = summed_metadata(second, "raw_insights")
         assert meta["meta_retries"] == 1 and meta["meta_throttle_pauses"] >= 1
         assert 60.0 in pauses  # estimated_time_to_regain_access: 1 minute
     assert_matches_fake(db, inr, FIRST, END)
@@ -240,7 +248,7 @@ def test_report_runs_that_fail_are_split_inside_a_run(tmp_path, accounts):
     with FakeGraph([inr, jpy], page_size_cap=10, fail_async_when=fail_whole) as fake:
         result = run_meta(db, fake, assets=RAW)
     assert result.success, failure_messages(result)
-    meta = materialisation_metadata(result, "raw_insights")
+    meta = summed_metadata(result, "raw_insights")
     assert meta["meta_async_splits"] == 2
     assert meta["meta_async_jobs"] == 6  # 2 whole + 2 x 2 halves (18 and 17 days, still async)
     assert_matches_fake(db, inr, FIRST, END)

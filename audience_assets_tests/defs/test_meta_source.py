@@ -12,10 +12,10 @@ import pytest
 
 from audience_assets_tests.conftest import (
     failure_messages,
-    materialisation_metadata,
     query,
     relations,
     scalar,
+    summed_metadata,
 )
 from audience_assets_tests.fakes.graph_server import PURCHASE_ACTION_TYPES, FakeGraph, minor_unit_offset
 from audience_assets_tests.meta_helpers import (
@@ -94,7 +94,7 @@ def recommendation(db, adset_id: str) -> dict:
 
 
 def test_initial_load_runs_one_async_report_per_account_and_reads_every_page(base):
-    meta = materialisation_metadata(base.result, "raw_insights")
+    meta = summed_metadata(base.result, "raw_insights")
     assert meta["source"] == "meta"
     assert meta["meta_async_jobs"] == 2 and meta["meta_async_splits"] == 0
     assert meta["accounts_loaded"] == 2 and meta["accounts_failed"] == 0
@@ -223,7 +223,8 @@ def test_learning_phase_risk_is_shown(base):
     rec = recommendation(base.db, s.learning)
     assert rec["eligible"] is True
     assert any(LEARNING_TEXT in r for r in rec["risks"]), rec["risks"]
-    doc = json.loads((base.out / f"recommendations_{DECISION.isoformat()}.json").read_text())
+    account = meta_row(base.db, s.learning)["account_id"]
+    doc = json.loads((base.out / f"recommendations_{DECISION.isoformat()}_{account}.json").read_text())
     rec_json = next(r for r in doc["recommendations"] if r["audience_id"] == s.learning)
     assert any(LEARNING_TEXT in r for r in rec_json["risks"])
 

@@ -96,7 +96,7 @@ def test_blocking_guardrail_check_stops_recommendations(tmp_path, monkeypatch):
     assert "decisions" in keys
     assert "recommendations" not in keys
     assert rows_for(db, "recommendations", D) == 0
-    assert not (out / f"recommendations_{D.isoformat()}.json").exists()
+    assert not (out / f"recommendations_{D.isoformat()}_act_1001.json").exists()
     # The unsafe decisions are stored (for inspection) but went no further.
     assert (
         query(db, "SELECT count(*) AS n FROM decisions WHERE decision_date = ? AND scale_percentage = 80", [D])["n"][0]
@@ -142,4 +142,6 @@ def test_blocked_rerun_leaves_no_stale_recommendations(tmp_path, monkeypatch):
         f"{rows_for(db, 'recommendations', D)} stale recommendations remain for {D}; "
         f"{mismatched.height} disagree with the stored decisions"
     )
-    assert not (out / f"recommendations_{D.isoformat()}.json").exists(), "stale recommendations JSON still served"
+    assert not (out / f"recommendations_{D.isoformat()}_act_1001.json").exists(), (
+        "stale recommendations JSON still served"
+    )

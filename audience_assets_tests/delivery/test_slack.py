@@ -24,7 +24,7 @@ import requests
 from audience_assets.delivery.digest import digest_blocks
 from audience_assets.delivery.notify import notify
 from audience_assets.integrations.slack import SlackPoster, SlackSettings
-from audience_assets_tests.conftest import JOB, VENV_BIN, run_config
+from audience_assets_tests.conftest import JOB, VENV_BIN, DayRuns, run_config, run_day
 from audience_assets_tests.fakes.slack_server import MAX_BLOCKS, FakeSlack, blocks_problem
 
 BOT = "xoxb-test-token"
@@ -111,14 +111,10 @@ def test_failures_are_retried_logged_and_never_raised(warehouse, slack):
     assert quiet["status"].to_list() == ["not_configured"]
 
 
-def _graph(db: Path, slack_config: dict) -> dg.ExecuteInProcessResult:
-    from audience_assets.definitions import defs
-
+def _graph(db: Path, slack_config: dict) -> DayRuns:
     cfg = run_config(db, source={"kind": "sample", "sample_adsets": 40})
     cfg["resources"]["slack"] = {"config": slack_config}
-    return defs.resolve_job_def(JOB).execute_in_process(
-        partition_key="2026-11-26", run_config=cfg, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
-    )
+    return run_day(JOB, "2026-11-26", cfg)
 
 
 def test_the_daily_job_posts_and_a_failed_post_never_fails_it(tmp_path, slack):

@@ -1,12 +1,13 @@
 -- Every stored decision, for every horizon whose days the warehouse holds: the ad set's figures over
 -- the horizon (the decision date and the h - 1 days after it) and over the h days before it, the
 -- account's over the same days, and how much of the horizon is still maturing (conversions keep
--- arriving for $maturing_days days after a day). Restated days are re-read at every run.
+-- arriving for $maturing_days days after a day). Restated days are re-read at every run. $account
+-- (NULL: every account) judges one account's decisions.
 WITH horizons AS (
     SELECT unnest($horizons::INTEGER[]) AS horizon_days
 ),
 coverage AS (
-    SELECT account_id, max(date) AS newest_day FROM daily_metrics GROUP BY account_id
+    SELECT account_id, max(date) AS newest_day FROM daily_metrics WHERE ($account::VARCHAR IS NULL OR account_id = $account::VARCHAR) GROUP BY account_id
 ),
 judged AS (
     SELECT d.decision_date, d.account_id, d.adset_id, h.horizon_days, c.newest_day
@@ -33,7 +34,7 @@ adset AS (
 ),
 account_days AS (
     SELECT account_id, date, sum(spend) AS spend, sum(revenue) AS revenue, sum(purchases) AS purchases
-    FROM daily_metrics GROUP BY ALL
+    FROM daily_metrics WHERE ($account::VARCHAR IS NULL OR account_id = $account::VARCHAR) GROUP BY ALL
 ),
 account AS (
     SELECT

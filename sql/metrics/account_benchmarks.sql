@@ -17,6 +17,6 @@ SELECT
     sum(revenue_long) / nullif(sum(spend_long), 0) AS avg_roas_long,
     sum(revenue_long) / nullif(sum(purchases_long), 0) AS avg_order_value_long
 FROM window_metrics
-WHERE decision_date = $as_of::DATE
+WHERE decision_date = $as_of::DATE AND ($account::VARCHAR IS NULL OR account_id = $account::VARCHAR)
 GROUP BY decision_date, account_id
 ORDER BY account_id

@@ -10,6 +10,6 @@ SELECT
     sum(revenue_window) AS revenue_window,
     sum(revenue_window) / nullif(sum(spend_window), 0) AS avg_roas
 FROM window_metrics
-WHERE decision_date = $as_of::DATE
+WHERE decision_date = $as_of::DATE AND ($account::VARCHAR IS NULL OR account_id = $account::VARCHAR)
 GROUP BY decision_date, account_id, campaign_id
 ORDER BY account_id, campaign_id

@@ -1,6 +1,7 @@
 -- Per-audience window metrics as of a decision date ($as_of): only complete days before it.
 -- days_ago = 1 is the day before the decision date. The decision window ($window days) is
 -- split into an early part and a late part ($late_days, the most recent days) for trends.
+-- $account names the one account of a partition (NULL: every account).
 -- Only the days the windows need are read, so a daily run costs the same on 30 or 900 days of
 -- history; the first and last spend days come from one narrow aggregate (two columns) over all of it.
 WITH d AS (
@@ -8,6 +9,7 @@ WITH d AS (
     FROM daily_metrics
     WHERE date < $as_of::DATE
       AND date >= $as_of::DATE - greatest($window, $long_window, 7)
+      AND ($account::VARCHAR IS NULL OR account_id = $account::VARCHAR)
 ),
 latest AS (
     SELECT
@@ -23,7 +25,7 @@ latest AS (
 spend_days AS (
     SELECT account_id, adset_id, min(date) AS first_spend_date, max(date) AS last_spend_date
     FROM daily_metrics
-    WHERE date < $as_of::DATE AND spend > 0
+    WHERE date < $as_of::DATE AND spend > 0 AND ($account::VARCHAR IS NULL OR account_id = $account::VARCHAR)
     GROUP BY account_id, adset_id
 ),
 agg AS (

@@ -18,6 +18,7 @@ import polars as pl
 from audience_assets.defs.common import (
     PARTITIONS,
     POOL,
+    account_of,
     as_of,
     description,
     doc_check_spec,
@@ -177,11 +178,13 @@ def run_analysis(
     context: dg.AssetExecutionContext, duckdb: WarehouseResource, claude: ClaudeResource, extra: list[float]
 ) -> tuple[pl.DataFrame, Outcome, dict[str, Any]]:
     """Analysis rows for every decision of the partition, with what the run did."""
-    day = as_of(context)
+    day, account = as_of(context), account_of(context)
     with duckdb.get_connection() as conn:
-        rows = load_partition(conn, "decisions", day)
+        rows = load_partition(conn, "decisions", day, account)
         history = conn.execute(
-            "SELECT decision_date, adset_id, action, bucket, trend FROM decisions WHERE decision_date < ?", [day]
+            "SELECT decision_date, adset_id, action, bucket, trend FROM decisions WHERE decision_date < $day "
+            "AND ($account::VARCHAR IS NULL OR account_id = $account)",
+            {"day": day, "account": account},
         ).pl()
     system, prompt_sha = load_prompt(claude.prompt_version)
     meta = {

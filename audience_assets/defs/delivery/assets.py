@@ -9,6 +9,7 @@ from dagster_duckdb import DuckDBResource
 from audience_assets.defs.common import (
     PARTITIONS,
     POOL,
+    account_of,
     as_of,
     description,
     doc_check_spec,
@@ -50,11 +51,11 @@ PREVIEW = ["rank", "audience_name", "action", "scale_percentage", "confidence", 
 def recommendations(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource, output: OutputResource, rules: RulesResource
 ) -> dg.MaterializeResult:
-    day = as_of(context)
+    day, account = as_of(context), account_of(context)
     cfg = rules.load()
     with duckdb.get_connection() as conn:
-        decided = load_partition(conn, "decisions", day)
-        rows = to_recommendations(decided, load_partition(conn, "analysis", day)).with_columns(
+        decided = load_partition(conn, "decisions", day, account)
+        rows = to_recommendations(decided, load_partition(conn, "analysis", day, account)).with_columns(
             pl.lit(context.run.run_id).alias("run_id")
         )
         # Verified before anything is delivered; the blocking check re-verifies the stored table.
@@ -65,7 +66,7 @@ def recommendations(
                 metadata={"violations": dg.MetadataValue.md(markdown_preview(violations, rows=20))},
             )
         extra: dict = {f"summary/{k}": v for k, v in summary_counts(rows).items()}
-        path = output.path_for(day)
+        path = output.path_for(day, account)
         if path is not None:
             extra["json_path"] = dg.MetadataValue.path(str(path))
         result = write_partition(
@@ -76,18 +77,19 @@ def recommendations(
             extra={**extra, "needs_review": int(rows["needs_review"].sum())},
             preview_columns=PREVIEW,
         )
-        stored = load_partition(conn, "recommendations", day).sort("rank")
+        stored = load_partition(conn, "recommendations", day, account).sort("rank")
         violations = verify_recommendations(stored, decided, cfg)
         check = guardrail_result(violations, stored.height, "recommendations", GUARDRAIL_CHECK)
         # The files are written only from rows that passed the blocking check.
-        report = output.report_path_for(day)
+        report = output.report_path_for(day, account)
         if not violations.height:
             if path is not None:
                 write_atomically(
                     path, recommendation_json(stored, day, datetime.now(UTC).isoformat(timespec="seconds"))
                 )
             if report is not None:
-                write_atomically(report, report_html(conn, day, output.json_label or (str(path) if path else None)))
+                json_label = output.json_label or (str(path) if path else None)
+                write_atomically(report, report_html(conn, day, json_label, [account]))
                 result = result._replace(
                     metadata={**result.metadata, "report_path": dg.MetadataValue.path(str(report))}
                 )
@@ -111,10 +113,11 @@ def notifications(
 ) -> dg.MaterializeResult:
     """The Slack digest of each account (posted, failed after retries, or not configured): a failed
     post is logged and reported by a WARN check, never a failed run."""
-    day = as_of(context)
-    report = output.report_path_for(day)
+    day, account = as_of(context), account_of(context)
+    report = output.report_path_for(day, account)
     with duckdb.get_connection() as conn:
-        rows = notify(conn, day, slack.poster(), report_path=str(report) if report else None, run_id=context.run.run_id)
+        rows = notify(conn, day, slack.poster(), report_path=str(report) if report else None,
+                      run_id=context.run.run_id, account=account)  # fmt: skip
         meta = table_metadata(conn, "notifications", rows.height, {
             f"status/{k}": int(v) for k, v in rows.group_by("status").len().iter_rows()})  # fmt: skip
     failed = rows.filter(pl.col("status") == "failed")

@@ -14,12 +14,15 @@ from pydantic import Field
 from audience_assets.defs.common import (
     PARTITIONS,
     POOL,
+    account_of,
     as_of,
     description,
     doc_check_result,
     doc_check_spec,
     guardrail_result,
     markdown_preview,
+    partition_of,
+    partition_scope,
     table_metadata,
 )
 from audience_assets.defs.resources import ExecutionResource, MetaResource, RulesResource
@@ -57,15 +60,15 @@ LOG_PREVIEW = ["adset_name", "action", "mode", "outcome", "reason"]
 )
 def approvals(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
     """Every actionable recommendation of the day waits here, pending, until a person decides."""
-    day = as_of(context)
+    day, account = as_of(context), account_of(context)
     with duckdb.get_connection() as conn:
-        counts = sync_pending(conn, day, datetime.now(UTC))
-        rows = current(conn, day, ("pending", "approved", "rejected"))
+        counts = sync_pending(conn, day, datetime.now(UTC), account)
+        rows = current(conn, day, ("pending", "approved", "rejected"), account)
         by_status = dict(rows.group_by("status").len().iter_rows()) if rows.height else {}
         meta = table_metadata(conn, "approvals", rows.height, {f"status/{k}": int(v) for k, v in by_status.items()})
         meta |= {f"sync/{k}": v for k, v in counts.items()}
         meta["preview"] = dg.MetadataValue.md(markdown_preview(rows.select(PREVIEW)))
-        check = doc_check_result(conn, "approvals", day)
+        check = doc_check_result(conn, "approvals", partition_scope(partition_of(context)))
     return dg.MaterializeResult(metadata=meta, check_results=[check])
 
 

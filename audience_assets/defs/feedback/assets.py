@@ -1,20 +1,25 @@
-"""Feedback layer: `outcomes` (every stored decision judged over each horizon the warehouse holds) and
-`rule_scorecard`, recomputed whole by every graph run and by a sensor when new days land; the
-analyst view `decision_outcomes`."""
+"""Feedback layer: `outcomes` (every stored decision of an account judged over each horizon the
+warehouse holds), recomputed by every run of the account and by a sensor when its new days land;
+`rule_scorecard` over every account's outcomes; the analyst view `decision_outcomes`."""
 
+import json
 from datetime import timedelta
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from audience_assets.defs.common import (
+    ACCOUNTS,
+    DATES,
     PARTITIONS,
     POOL,
+    account_of,
     as_of,
     description,
     doc_check_result,
     doc_check_spec,
     markdown_preview,
+    partition_key,
     table_metadata,
 )
 from audience_assets.defs.resources import FeedbackResource, RulesResource
@@ -50,7 +55,7 @@ def outcome_stages(context: dg.AssetExecutionContext, duckdb: DuckDBResource, ru
     settings = feedback.settings()
     with duckdb.get_connection() as conn:
         ensure_tables(conn)  # the analyst view joins the action log, which may not exist yet
-        outcomes, card = refresh(conn, rules.load(), settings)
+        outcomes, card = refresh(conn, rules.load(), settings, account_of(context))
         create_view(conn, "decision_outcomes", "feedback/decision_outcomes")
         labels = dict(outcomes.group_by("label").len().iter_rows()) if outcomes.height else {}
         extra = {f"labels/{k}": int(labels.get(k, 0)) for k in LABELS}
@@ -59,7 +64,7 @@ def outcome_stages(context: dg.AssetExecutionContext, duckdb: DuckDBResource, ru
         yield dg.MaterializeResult(
             asset_key="outcomes",
             metadata={**table_metadata(conn, "outcomes", outcomes.height, extra)},
-            check_results=[doc_check_result(conn, "outcomes")],
+            check_results=[doc_check_result(conn, "outcomes", ("account_id = ?", [account_of(context)]))],
         )
         meta = table_metadata(conn, "rule_scorecard", card.height)
         if card.height:
@@ -82,7 +87,7 @@ outcomes_job = dg.define_asset_job(
 @dg.sensor(
     job=outcomes_job,
     minimum_interval_seconds=300,
-    description="Re-judges the outcomes when new days land in raw_insights",
+    description="Re-judges an account's outcomes when new days of it land in raw_insights",
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def outcomes_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
@@ -93,16 +98,35 @@ def outcomes_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg
     try:
         if not table_exists(conn, "raw_insights") or not table_exists(conn, "decisions"):
             return dg.SkipReason("no decisions yet")
-        newest, rows = conn.execute("SELECT max(date), count(*) FROM raw_insights").fetchone()
+        stamps = conn.execute(
+            "SELECT account_id, max(date), count(*) FROM raw_insights "
+            "WHERE account_id IN (SELECT DISTINCT account_id FROM decisions) GROUP BY account_id ORDER BY account_id"
+        ).fetchall()
     finally:
         conn.close()
-    stamp = f"{newest}:{rows}"
-    if newest is None or stamp == context.cursor:
+    # The cursor holds each account's newest day and row count when it was last judged.
+    seen = json.loads(context.cursor) if context.cursor and context.cursor.startswith("{") else {}
+    dates = set(DATES.get_partition_keys())
+    known = set(context.instance.get_dynamic_partitions(ACCOUNTS.name))
+    runs, cursor, new = [], dict(seen), []
+    for account, newest, rows in stamps:
+        stamp = f"{newest}:{rows}"
+        day = (newest + timedelta(days=1)).isoformat()
+        if seen.get(account) == stamp or day not in dates:
+            continue
+        if account not in known:  # decided through another Dagster instance
+            new.append(account)
+        cursor[account] = stamp
+        runs.append(
+            dg.RunRequest(
+                run_key=f"outcomes-{account}-{stamp}",
+                partition_key=partition_key(day, account),
+                tags={"source": "new_days"},
+            )  # fmt: skip
+        )
+    if not runs:
         return dg.SkipReason("no new days since the last judgement")
-    day = (newest + timedelta(days=1)).isoformat()
-    if day not in PARTITIONS.get_partition_keys():
-        return dg.SkipReason(f"{day} is outside the partitions")
+    adds = [ACCOUNTS.build_add_request(new)] if new else []
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=f"outcomes-{stamp}", partition_key=day, tags={"source": "new_days"})],
-        cursor=stamp,
+        run_requests=runs, cursor=json.dumps(cursor, sort_keys=True), dynamic_partitions_requests=adds
     )

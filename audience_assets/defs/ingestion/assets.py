@@ -15,6 +15,7 @@ from audience_assets.defs.common import (
     PARTITIONS,
     POOL,
     Scope,
+    account_of,
     as_of,
     days_scope,
     description,
@@ -75,17 +76,18 @@ def _write_frame(conn: duckdb_mod.DuckDBPyConnection, kind: str, frame: pl.DataF
         conn.unregister("_source_rows")
 
 
-def _load_meta(duckdb: WarehouseResource, meta: MetaResource, day: date, lookback_default: int) -> Load:
+def _load_meta(
+    duckdb: WarehouseResource, meta: MetaResource, day: date, account: str | None, lookback_default: int
+) -> Load:
     with duckdb.get_connection() as conn:
-        spans = {a: (first, last) for a, first, last in coverage(conn, RAW, day).iter_rows()}
+        spans = {a: (first, last) for a, first, last in coverage(conn, RAW, day, account).iter_rows()}
     # The pull runs with the warehouse closed: an async backfill or a throttle pause can be long.
     client = meta.client()
     lookback = lookback_default if meta.lookback_days is None else meta.lookback_days
     priority = tuple(meta.purchase_action_priority)
     with duckdb.released():
-        mx = extract_meta(
-            client, meta.account_list(), day, spans, lookback, meta.initial_days, priority, with_metadata=False
-        )
+        accounts = [account] if account else meta.account_list()
+        mx = extract_meta(client, accounts, day, spans, lookback, meta.initial_days, priority, with_metadata=False)
     out = Load(
         ", ".join(
             f"{a}: {'full ' + str(meta.initial_days) + ' days' if full else 'lookback ' + str(lookback) + ' days'}"
@@ -109,18 +111,43 @@ def _load_meta(duckdb: WarehouseResource, meta: MetaResource, day: date, lookbac
     return out
 
 
-def _load_local(conn: duckdb_mod.DuckDBPyConnection, spec: SourceSpec, day: date, lookback: int, log: Any) -> Load:
-    """Sample or CSV: checked whole before anything is written (the checks raise InputError)."""
+def _not_in_source(account: str, kind: str, present: list[str]) -> InputError:
+    return InputError(
+        f"account {account} has no rows in the {kind} source (it holds {', '.join(sorted(present)[:10]) or 'none'})"
+    )
+
+
+def _load_local(
+    conn: duckdb_mod.DuckDBPyConnection, spec: SourceSpec, day: date, account: str | None, lookback: int, log: Any
+) -> Load:
+    """Sample or CSV: checked whole before anything is written (the checks raise InputError); with an
+    account, only its rows are written."""
     if spec.kind == "sample":
-        stored = {a: first for a, first, _last in coverage(conn, RAW, day).iter_rows()}
+        stored = {a: first for a, first, _last in coverage(conn, RAW, day, account).iter_rows()}
         ext = extract_sample(spec, day, stored, lookback)
+        present = ext.insights["account_id"].unique().to_list()
+        if account is not None and account not in present:
+            raise _not_in_source(account, "sample", present)
         out = Load("full history" if ext.full_history else f"lookback {lookback} days")
-        _write_frame(conn, "sample", ext.insights, ext.days, out)
+        mine = pl.lit(True) if account is None else pl.col("account_id") == account
+        _write_frame(conn, "sample", ext.insights.filter(mine), ext.days.filter(mine), out)
         ignored = ext.ignored_after
     else:
         loaded = extract_files(conn, spec, day)
         out = Load("full history")
-        _write(conn, "csv", loaded.relation, loaded.days, out)
+        if account is None:
+            _write(conn, "csv", loaded.relation, loaded.days, out)
+        else:
+            present = [r[0] for r in conn.execute(f"SELECT DISTINCT account_id FROM {loaded.relation}").fetchall()]
+            if account not in present:
+                raise _not_in_source(account, "csv", present)
+            conn.execute(
+                f"CREATE OR REPLACE TEMP TABLE _account_rows AS SELECT * FROM {loaded.relation} "
+                "WHERE account_id = $account",
+                {"account": account},
+            )
+            _write(conn, "csv", "_account_rows", loaded.days.filter(pl.col("account_id") == account), out)
+            conn.execute("DROP TABLE _account_rows")
         conn.execute(f"DROP TABLE IF EXISTS {loaded.relation}")
         ignored = loaded.ignored_after
     out.extra["rows_on_or_after_decision_date_ignored"] = ignored
@@ -147,15 +174,15 @@ def raw_insights(
     rules: RulesResource,
     meta: MetaResource,
 ) -> dg.MaterializeResult:
-    day = as_of(context)
+    day, account = as_of(context), account_of(context)
     cfg = rules.load()
     spec = source.spec()
     started = time.monotonic()
     if spec.kind == "meta":
-        out = _load_meta(duckdb, meta, day, cfg.lookback_days)
+        out = _load_meta(duckdb, meta, day, account, cfg.lookback_days)
     else:
         with duckdb.get_connection() as conn:
-            out = _load_local(conn, spec, day, cfg.lookback_days, context.log)
+            out = _load_local(conn, spec, day, account, cfg.lookback_days, context.log)
     seconds = time.monotonic() - started
     rows_in = int(out.stats.get("rows_inserted", 0))
     figures = {
@@ -167,13 +194,20 @@ def raw_insights(
     }
     with duckdb.get_connection() as conn:
         ensure_table_ddl(conn, raw_table_ddl(RAW))
-        total = int(conn.execute(f"SELECT count(*) FROM {RAW}").fetchone()[0])
+        total = int(
+            conn.execute(
+                f"SELECT count(*) FROM {RAW} WHERE ($account::VARCHAR IS NULL OR account_id = $account)",
+                {"account": account},
+            ).fetchone()[0]
+        )
         scope = (
             days_scope(
-                date.fromisoformat(out.extra["first_day_loaded"]), date.fromisoformat(out.extra["last_day_loaded"])
+                date.fromisoformat(out.extra["first_day_loaded"]),
+                date.fromisoformat(out.extra["last_day_loaded"]),
+                account,
             )
             if "first_day_loaded" in out.extra
-            else loaded_scope(conn)
+            else loaded_scope(conn, account)
         )
         result = table_result(conn, RAW, total, scope, figures)
     if out.failures:
@@ -189,20 +223,26 @@ def raw_insights(
 VIEWS = {"stg_insights": "staging/stg_insights", "daily_metrics": "metrics/daily_metrics"}
 
 
-def loaded_scope(conn: duckdb_mod.DuckDBPyConnection, instance: dg.DagsterInstance | None = None) -> Scope | None:
-    """The days of the newest load: what a load's doc tests look at, so their cost does not grow
-    with the stored history (None before anything was loaded). Read from raw_insights' last
-    materialisation when the instance has it, else from the table."""
+def loaded_scope(
+    conn: duckdb_mod.DuckDBPyConnection, account: str | None = None, instance: dg.DagsterInstance | None = None
+) -> Scope | None:
+    """The days of the newest load (of one account, or any): what a load's doc tests look at, so their
+    cost does not grow with the stored history (None before anything was loaded). Read from
+    raw_insights' last materialisation when the instance has it, else from the table."""
     event = instance.get_latest_materialization_event(dg.AssetKey(RAW)) if instance is not None else None
     meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
     if "first_day_loaded" in meta and "last_day_loaded" in meta:
         return days_scope(
-            date.fromisoformat(meta["first_day_loaded"].value), date.fromisoformat(meta["last_day_loaded"].value)
+            date.fromisoformat(meta["first_day_loaded"].value),
+            date.fromisoformat(meta["last_day_loaded"].value),
+            account,
         )
     first, last = conn.execute(
-        f"SELECT min(date), max(date) FROM {RAW} WHERE loaded_at = (SELECT max(loaded_at) FROM {RAW})"
+        f"SELECT min(date), max(date) FROM {RAW} WHERE ($account::VARCHAR IS NULL OR account_id = $account) AND loaded_at = "
+        f"(SELECT max(loaded_at) FROM {RAW} WHERE ($account::VARCHAR IS NULL OR account_id = $account))",
+        {"account": account},
     ).fetchone()
-    return days_scope(first, last) if first is not None else None
+    return days_scope(first, last, account) if first is not None else None
 
 
 @dg.multi_asset(
@@ -237,7 +277,7 @@ def staging_views(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
             if name not in selected:
                 continue
             create_view(conn, name, model)
-            scope = loaded_scope(conn, context.instance)
+            scope = loaded_scope(conn, account_of(context), context.instance)
             loaded = (
                 conn.execute(f'SELECT count(*) FROM "{name}" WHERE {scope[0]}', scope[1]).fetchone()[0] if scope else 0
             )
@@ -245,7 +285,9 @@ def staging_views(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
             yield table_result(conn, name, None, scope, extra)
 
 
-def _audiences(spec: SourceSpec, meta: MetaResource, day: date) -> tuple[pl.DataFrame, dict[str, str]]:
+def _audiences(
+    spec: SourceSpec, meta: MetaResource, day: date, account: str | None
+) -> tuple[pl.DataFrame, dict[str, str]]:
     """The source's audience rows for a decision date, and the Meta accounts that failed."""
     if spec.kind == "sample":
         return read_sample(spec)[1], {}
@@ -253,7 +295,8 @@ def _audiences(spec: SourceSpec, meta: MetaResource, day: date) -> tuple[pl.Data
         if not spec.audiences_path:
             raise InputError("the csv source needs an audiences file")
         return read_audiences_file(spec.audiences_path, spec.encoding, spec.delimiter), {}
-    mx = extract_meta(meta.client(), meta.account_list(), day, {}, 0, 0, (), with_insights=False)
+    accounts = [account] if account else meta.account_list()
+    mx = extract_meta(meta.client(), accounts, day, {}, 0, 0, (), with_insights=False)
     overrides = read_audiences_file(meta.audience_mapping_path) if meta.audience_mapping_path else None
     if not mx.audiences.height:
         return pl.DataFrame(schema=AUDIENCE_SCHEMA), mx.failures
@@ -272,16 +315,16 @@ def _audiences(spec: SourceSpec, meta: MetaResource, day: date) -> tuple[pl.Data
 def audience_metadata(
     context: dg.AssetExecutionContext, duckdb: WarehouseResource, source: SourceResource, meta: MetaResource
 ) -> dg.MaterializeResult:
-    day = as_of(context)
+    day, account = as_of(context), account_of(context)
     spec = source.spec()
     with duckdb.released():
-        audiences, failures = _audiences(spec, meta, day)
+        audiences, failures = _audiences(spec, meta, day, account)
     with duckdb.get_connection() as conn:
         # The newest names of every ad set with history before the decision date (window_metrics).
         names = conn.execute(
             """SELECT account_id, adset_id, adset_name, campaign_id, campaign_name, currency
-               FROM window_metrics WHERE decision_date = ?""",
-            [day],
+               FROM window_metrics WHERE decision_date = $day AND ($account::VARCHAR IS NULL OR account_id = $account)""",
+            {"day": day, "account": account},
         ).pl()
         frame = metadata_snapshot(names, audiences, day, spec.kind)
         counts = frame.group_by("audience_type").len().sort("audience_type")

@@ -10,6 +10,7 @@ from dagster_duckdb import DuckDBResource
 from audience_assets.defs.common import (
     PARTITIONS,
     POOL,
+    account_of,
     as_of,
     description,
     doc_check_spec,
@@ -55,6 +56,7 @@ def metrics_models(context: dg.AssetExecutionContext, duckdb: DuckDBResource, ru
     window = cfg.decision_window_days
     params = {
         "as_of": as_of(context),
+        "account": account_of(context),
         "window": window,
         "late_days": (window + 1) // 2,
         "long_window": cfg.long_window_days,
@@ -71,8 +73,8 @@ def metrics_models(context: dg.AssetExecutionContext, duckdb: DuckDBResource, ru
             yield write_partition(context, conn, name, frame, extra={"sql": dg.MetadataValue.path(f"sql/{model}.sql")})
 
 
-def decision_history(conn: duckdb_mod.DuckDBPyConnection, day: date) -> pl.DataFrame:
-    """Earlier decisions (before this decision date), for cooldowns."""
+def decision_history(conn: duckdb_mod.DuckDBPyConnection, day: date, account: str | None = None) -> pl.DataFrame:
+    """Earlier decisions (before this decision date; of one account, or all), for cooldowns."""
     if not table_exists(conn, "decisions"):
         return pl.DataFrame(
             schema={
@@ -86,17 +88,23 @@ def decision_history(conn: duckdb_mod.DuckDBPyConnection, day: date) -> pl.DataF
     cols = "decision_date, account_id, adset_id, action"
     if "decided_at" in {r[0] for r in conn.execute("DESCRIBE decisions").fetchall()}:
         cols += ", decided_at"
-    return conn.execute(f"SELECT {cols} FROM decisions WHERE decision_date < ? AND action = 'SCALE'", [day]).pl()
+    return conn.execute(
+        f"SELECT {cols} FROM decisions WHERE decision_date < $day AND action = 'SCALE' "
+        "AND ($account::VARCHAR IS NULL OR account_id = $account)",
+        {"day": day, "account": account},
+    ).pl()
 
 
-def prepared_frame(conn: duckdb_mod.DuckDBPyConnection, day: date, cfg: RulesConfig) -> pl.DataFrame:
+def prepared_frame(
+    conn: duckdb_mod.DuckDBPyConnection, day: date, cfg: RulesConfig, account: str | None = None
+) -> pl.DataFrame:
     """Window metrics joined with benchmarks, metadata and history, normalised (engine.prepare)."""
     return prepare(
-        load_partition(conn, "window_metrics", day),
-        load_partition(conn, "account_benchmarks", day),
-        load_partition(conn, "campaign_benchmarks", day),
-        load_partition(conn, "audience_metadata", day),
-        decision_history(conn, day),
+        load_partition(conn, "window_metrics", day, account),
+        load_partition(conn, "account_benchmarks", day, account),
+        load_partition(conn, "campaign_benchmarks", day, account),
+        load_partition(conn, "audience_metadata", day, account),
+        decision_history(conn, day, account),
         cfg,
         day,
         decided_at=datetime.now(UTC).replace(tzinfo=None),
@@ -116,10 +124,10 @@ def audience_scores(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource, rules: RulesResource
 ) -> dg.MaterializeResult:
     cfg = rules.load()
-    day = as_of(context)
+    day, account = as_of(context), account_of(context)
     with duckdb.get_connection() as conn:
-        window = load_partition(conn, "window_metrics", day)
-        frame = prepared_frame(conn, day, cfg)
+        window = load_partition(conn, "window_metrics", day, account)
+        frame = prepared_frame(conn, day, cfg, account)
         return write_partition(
             context,
             conn,
