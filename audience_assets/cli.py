@@ -415,8 +415,16 @@ def _deliver(db: str, day: date, runs: list[AccountRun], out: Path, report: Path
             "ORDER BY account_id, rank",
             [day, run_ids],
         ).pl()
-        mine = set(rows["account_id"].unique().to_list()) if rows.height else set()
-        replaced = [r.account for r in runs if r.account not in mine and _decided_any(conn, day, r.run_id)]
+        # A concurrent command may have decided one of these account-days again since: its rows now
+        # carry that run's id, and this command's JSON would miss them.
+        stamped = dict(
+            conn.execute(
+                "SELECT account_id, any_value(run_id) FROM recommendations WHERE decision_date = ? "
+                "AND list_contains(?, account_id) GROUP BY account_id",
+                [day, [r.account for r in runs]],
+            ).fetchall()
+        )
+        replaced = [r.account for r in runs if r.account in stamped and stamped[r.account] != r.run_id]
         if replaced:
             raise CliError(f"the recommendations of {', '.join(replaced)} were replaced by a concurrent run", 1)
         generated = datetime.now(UTC).isoformat(timespec="seconds")
@@ -427,18 +435,12 @@ def _deliver(db: str, day: date, runs: list[AccountRun], out: Path, report: Path
         finally:
             partial.unlink(missing_ok=True)
         if rows.height:
-            write_atomically(report, report_html(conn, day, str(out), sorted(mine)))
-
-
-def _decided_any(conn, day: date, run_id: str | None) -> bool:
-    row = conn.execute(
-        "SELECT count(*) FROM decisions WHERE decision_date = ? AND run_id = ?", [day, run_id]
-    ).fetchone()
-    return bool(row and row[0])
+            write_atomically(report, report_html(conn, day, str(out), [r.account for r in runs]))
 
 
 def _table_data(db: str, day: date, run_ids: list[str], top: int) -> dict[str, Any]:
-    """What the terminal table prints: this run's first `top` recommendations and its summary."""
+    """What the terminal table prints: these runs' first `top` recommendations (by account, then
+    rank) and their summary."""
     from audience_assets.engine.recommend import json_records
     from audience_assets.warehouse import connect
 
@@ -493,6 +495,8 @@ def _finish(args, as_of: date, source: dict[str, Any]) -> int:
     if is_lake(args.db):  # the definitions then know there is no one-writer pool
         os.environ["AUDIENCE_ENGINE_WAREHOUSE"] = args.db
     parallel = concurrency(args.db, getattr(args, "concurrency", None))
+    if not is_lake(args.db) and (getattr(args, "concurrency", None) or 1) > 1 and not args.quiet:
+        say("note: a DuckDB file has one writer, so its accounts are decided one after another", err=True)
     t0 = time.monotonic()
 
     def waiting(message: str) -> None:

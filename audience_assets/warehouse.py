@@ -250,6 +250,17 @@ def _open_lake(db: str, read_only: bool) -> duckdb.DuckDBPyConnection:
         raise
 
 
+def lake_session(anchor: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A new connection on an open lake's in-memory database (its extensions loaded, the lake
+    attached): opening a lake again costs a catalog read, this costs nothing. Session settings
+    are per connection, so they are set again."""
+    conn = anchor.cursor()
+    conn.execute("SET TimeZone = 'UTC'")
+    conn.execute("SET enable_progress_bar = false")
+    conn.execute(f"USE {LAKE_ALIAS}")
+    return conn
+
+
 def _quote(text: str) -> str:
     return text.replace("'", "''")
 

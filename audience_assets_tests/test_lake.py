@@ -199,3 +199,50 @@ def test_a_failing_account_leaves_the_other_materialised_and_its_own_untouched_o
     after = decisions(lake)
     assert after.filter(pl.col("account_id") == JPY).equals(before.filter(pl.col("account_id") == JPY))
     assert after.filter(pl.col("account_id") == INR).height == before.filter(pl.col("account_id") == INR).height > 0
+
+
+def test_a_failing_account_in_a_concurrent_cli_run_is_named_and_the_other_is_stored(tmp_path):
+    """`recommend --source meta` on a lake, two accounts at once: when one account's Meta pull is
+    refused, the command names it and fails; the other account's new decisions are stored and
+    materialised, the failed account's earlier decisions stay exactly as they were."""
+    import dagster as dg
+
+    from audience_assets_tests.fakes.graph_server import FakeGraph, graph_error
+    from audience_assets_tests.meta_helpers import INR, JPY, JPY_RATE, standard_accounts
+    from audience_assets_tests.test_meta_cli import meta_env
+
+    lake = f"ducklake:sqlite:{tmp_path / 'catalog.sqlite'}"
+    setup = standard_accounts()
+
+    def run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "audience_assets.cli", "recommend", "--source", "meta", "--as-of", "2026-11-26"]
+        cmd += ["--warehouse", lake, "--out", str(tmp_path / "r.json"), "--concurrency", "2", "--quiet"]
+        cmd += ["--set", f"currency_rates.JPY={JPY_RATE}"]
+        return subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+    with FakeGraph([setup.inr, setup.jpy], page_size_cap=40, async_poll_rounds=0) as fake:
+        env = meta_env(fake.base_url) | {"DAGSTER_HOME": str(tmp_path / "home")}
+        first = run(env)
+        assert first.returncode == 0, first.stderr[-3000:]
+        before = decisions(lake)
+        fake.inject(rf"/{JPY}/insights$", *[graph_error(200)] * 5, method=None)
+        (tmp_path / "r.json").unlink()
+        second = run(env)
+    assert second.returncode == 1, second.stderr[-3000:]
+    assert f"1 of 2 accounts failed; stored for {INR}: {JPY}:" in second.stderr and "code 200" in second.stderr
+    assert not (tmp_path / "r.json").exists(), "a JSON missing an account was delivered"
+    after = decisions(lake)
+    assert after.filter(pl.col("account_id") == JPY).equals(before.filter(pl.col("account_id") == JPY))
+    conn = open_database(lake, read_only=True)
+    try:
+        runs = dict(conn.execute("SELECT account_id, any_value(run_id) FROM decisions GROUP BY 1").fetchall())
+    finally:
+        conn.close()
+    with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+        records = {r.dagster_run.run_id: r.dagster_run for r in instance.get_run_records()}
+    assert len(records) == 4
+    # INR's decisions come from its successful run of the second command, which overlapped JPY's.
+    inr_run = records[runs[INR]]
+    assert inr_run.status == dg.DagsterRunStatus.SUCCESS and inr_run.tags["dagster/partition/account"] == INR
+    failed = [r for r in records.values() if r.status == dg.DagsterRunStatus.FAILURE]
+    assert [r.tags["dagster/partition/account"] for r in failed] == [JPY]

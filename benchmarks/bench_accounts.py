@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,11 @@ from pathlib import Path
 import polars as pl
 
 from audience_assets.sample.simulator import simulate_account
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "audience_assets_tests"))
+
+from fakes.postgres_server import PostgresServer  # noqa: E402
 
 DAYS = 30
 
@@ -104,39 +108,6 @@ def recommend(work: Path, ins: Path, aud: Path, warehouse: str, *extra: str) -> 
     return measured(cmd, env)
 
 
-class Postgres:
-    """A throwaway PostgreSQL server on 127.0.0.1 (Debian's binaries, run as the postgres user)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.port = 54329
-
-    @staticmethod
-    def available() -> bool:
-        return bool(shutil.which("initdb") and shutil.which("pg_ctl") and shutil.which("runuser"))
-
-    def _as_postgres(self, *cmd: str) -> None:
-        runner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        subprocess.run([*runner, *cmd], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def __enter__(self) -> Postgres:
-        self.root.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            shutil.chown(self.root, "postgres")
-        data = str(self.root / "pgdata")
-        self._as_postgres("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        opts = f"-p {self.port} -h 127.0.0.1 -k {self.root}"
-        self._as_postgres("pg_ctl", "-D", data, "-o", opts, "-l", str(self.root / "log"), "-w", "start")
-        self._as_postgres("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "lake")
-        return self
-
-    def conninfo(self) -> str:
-        return f"dbname=lake host=127.0.0.1 port={self.port} user=postgres"
-
-    def __exit__(self, *exc: object) -> None:
-        self._as_postgres("pg_ctl", "-D", str(self.root / "pgdata"), "-m", "fast", "-w", "stop")
-
-
 def one_size(work: Path, accounts: int, adsets: int, days: int, concurrency: int, postgres: bool) -> list[dict]:
     ins, aud = write_accounts(work / "csv", accounts, adsets, days)
     audience_days = accounts * adsets * days
@@ -159,10 +130,10 @@ def one_size(work: Path, accounts: int, adsets: int, days: int, concurrency: int
         f"DuckLake SQLite, {concurrency} at once",
         *recommend(lake_dir, ins, aud, lake, "--concurrency", str(concurrency)),
     )
-    if postgres and Postgres.available():
+    if postgres and PostgresServer.available():
         pg_dir = work / "pg"
         pg_dir.mkdir()
-        with Postgres(work / "pgserver") as pg:
+        with PostgresServer() as pg:
             env_data = {"AUDIENCE_ENGINE_LAKE_DATA": str(pg_dir / "lake_data")}
             os.environ.update(env_data)
             try:

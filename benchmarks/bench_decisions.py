@@ -138,10 +138,19 @@ def engine_actions(recs: dict[str, Any]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema)
 
 
+BACKENDS = ("file", "lake")
+
+
 def run_engine_cli(
-    insights: Path, audiences: Path, workdir: Path, sets: Sequence[str] = (), engine_src: str | None = None
+    insights: Path,
+    audiences: Path,
+    workdir: Path,
+    sets: Sequence[str] = (),
+    engine_src: str | None = None,
+    backend: str = "file",
 ) -> pl.DataFrame:
-    """`python -m audience_assets.cli recommend ... --quiet` on a fresh warehouse in `workdir`.
+    """`python -m audience_assets.cli recommend ... --quiet` on a fresh warehouse in `workdir`: a
+    DuckDB file, or (`backend="lake"`) a DuckLake lake with a SQLite catalog and local Parquet.
 
     `engine_src`: a folder holding another copy of the project (e.g. `git archive HEAD`), put first
     on the child's PYTHONPATH so that copy's engine runs instead of the installed one.
@@ -160,7 +169,7 @@ def run_engine_cli(
         "--audiences",
         str(audiences),
         "--db",
-        str(workdir / "warehouse.duckdb"),
+        str(workdir / "warehouse.duckdb") if backend == "file" else f"ducklake:sqlite:{workdir / 'catalog.sqlite'}",
         "--out",
         str(out),
         "--quiet",
@@ -381,7 +390,7 @@ def summarise(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 pl.col("value").sum().round(1).alias("engine_value"),
             )
             .with_columns((pl.col("oracle_value") - pl.col("engine_value")).round(1).alias("forgone"))
-            .sort("forgone", descending=True)
+            .sort(["forgone", "branch", "action"], descending=[True, False, False])
         )
         report["engine_branches"] = branches.to_dicts()
     return report
@@ -393,6 +402,7 @@ def evaluate(
     engine_runner: EngineRunner | None | str = "cli",
     sets: Sequence[str] = (),
     engine_src: str | None = None,
+    backend: str = "file",
     jobs: int = 1,
     keep_dir: Path | str | None = None,
     scenario_overrides: dict[str, Any] | None = None,
@@ -401,13 +411,13 @@ def evaluate(
     """Run the benchmark on `seeds` and return the report (JSON-ready dict).
 
     `engine_runner`: "cli" (the default: `run_engine_cli`, with `sets` passed as `--set` and
-    `engine_src` as above), None (skip the engine), or any callable
+    `engine_src` and `backend` as above), None (skip the engine), or any callable
     `(insights_csv, audiences_csv, workdir, sets) -> frame of adset_id, action, scale_percentage`.
     """
     if engine_runner == "cli":
 
         def runner(ins: Path, aud: Path, work: Path, s: Sequence[str]) -> pl.DataFrame:
-            return run_engine_cli(ins, aud, work, s, engine_src=engine_src)
+            return run_engine_cli(ins, aud, work, s, engine_src=engine_src, backend=backend)
 
         chosen: EngineRunner | None = runner
     else:
@@ -680,6 +690,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run the engine from this copy of the project (e.g. `git archive HEAD | tar -x -C DIR`) instead of the installed one",
     )
     parser.add_argument("--keep", help="keep each seed's CSVs, warehouse and recommendations under this folder")
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default="file", help="the engine's warehouse: a DuckDB file (default) or a lake"
+    )
     args = parser.parse_args(argv)
     seeds = choose_seeds(args.seeds, args.n)
     print(
@@ -693,6 +706,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             engine_runner=None if args.skip_engine else "cli",
             sets=args.sets,
             engine_src=args.engine_src,
+            backend=args.backend,
             jobs=max(1, args.jobs),
             keep_dir=args.keep,
             progress=lambda msg: print(msg, file=sys.stderr, flush=True),

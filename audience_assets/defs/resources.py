@@ -21,7 +21,7 @@ from audience_assets.engine.analysis import DEFAULT_MODEL
 from audience_assets.engine.config import ConfigError, RulesConfig, load_config
 from audience_assets.sources import SourceSpec
 from audience_assets.sources.meta import DEFAULT_PURCHASE_PRIORITY
-from audience_assets.warehouse import database_path, open_database, warehouse_lock
+from audience_assets.warehouse import database_path, is_lake, lake_session, open_database, warehouse_lock
 
 
 class WarehouseResource(DuckDBResource):
@@ -29,8 +29,9 @@ class WarehouseResource(DuckDBResource):
     connection is closed even when a step raises, and a file that cannot be opened is a clear error.
 
     During a run one anchor connection keeps the database open, so each step's connection is a
-    cheap attach to it rather than a full open and checkpoint; `released()` closes the file while a
-    step waits on the outside world (a Meta pull, a Claude batch), so analysts can read it meanwhile."""
+    cheap attach to it rather than a full open and checkpoint (on a lake: a session on the anchor,
+    the lake already attached); `released()` closes the file while a step waits on the outside
+    world (a Meta pull, a Claude batch), so analysts can read it meanwhile."""
 
     lock_timeout_seconds: float = Field(1800.0, ge=0, description="how long a run waits for another run's lock")
     _lock: Any = PrivateAttr(default=None)
@@ -68,7 +69,9 @@ class WarehouseResource(DuckDBResource):
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         if self._lock is not None and self._anchor is None and self.database != ":memory:":
             self._anchor = open_database(self.database)
-        conn = open_database(self.database)
+        # A lake's anchor holds it attached: each step's connection is a session on it.
+        conn = lake_session(self._anchor) if self._anchor is not None and is_lake(self.database) else None
+        conn = conn or open_database(self.database)
         try:
             yield conn
         finally:

@@ -23,6 +23,8 @@ from facebook_business.adobjects.adreportrun import AdReportRun
 from facebook_business.api import FacebookAdsApi, FacebookSession
 from facebook_business.exceptions import FacebookBadObjectError, FacebookRequestError
 
+from audience_assets.integrations.call_slots import CallSlots, default_folder, meta_call_limit
+
 DEFAULT_GRAPH = "https://graph.facebook.com"
 # The SDK parses a non-JSON error body (an HTML 502) into a TypeError: retried like a 5xx.
 TRANSPORT_ERRORS = (requests.RequestException, TypeError, json.JSONDecodeError, FacebookBadObjectError)
@@ -160,9 +162,18 @@ def _max_usage(headers: dict[str, str]) -> tuple[float, float]:
 class MetaClient:
     """Reads one or more ad accounts through the real SDK."""
 
-    def __init__(self, settings: MetaSettings, sleep: Callable[[float], None] = time.sleep, seed: int | None = None):
+    def __init__(
+        self,
+        settings: MetaSettings,
+        sleep: Callable[[float], None] = time.sleep,
+        seed: int | None = None,
+        slots: CallSlots | None = None,
+    ):
         self.settings = settings
         self.stats = MetaStats()
+        # Every request holds one of the machine-wide slots: account runs in parallel processes
+        # share AUDIENCE_ENGINE_META_MAX_CALLS concurrent calls between them.
+        self.slots = slots or CallSlots(meta_call_limit(), default_folder("meta"))
         self._sleep = sleep
         self._rng = random.Random(seed)
         session = FacebookSession(
@@ -229,7 +240,8 @@ class MetaClient:
         while True:
             attempt += 1
             try:
-                return fn()
+                with self.slots.held():
+                    return fn()
             except FacebookRequestError as err:
                 self._on_error(err, attempt, account)
             except TRANSPORT_ERRORS as err:
@@ -249,7 +261,8 @@ class MetaClient:
                 return
             saved = dict(cursor.params)
             try:
-                cursor.load_next_page()
+                with self.slots.held():
+                    cursor.load_next_page()
             except (FacebookRequestError, *TRANSPORT_ERRORS) as err:
                 cursor.params, cursor._finished_iteration, cursor._queue = saved, False, []
                 attempt += 1

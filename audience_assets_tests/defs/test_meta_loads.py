@@ -166,7 +166,7 @@ def test_one_failing_account_keeps_the_others_and_its_own_stored_rows(tmp_path, 
     assert "raw_insights" in failed_steps(result)
     text = " ".join(failure_messages(result))
     assert JPY in text and "code 200" in text and "permission" in text
-    assert "the others were saved" in text and f"{INR}:" not in text  # only act_2002 reported failed
+    assert "nothing of it stored" in text and f"{INR}:" not in text  # only act_2002 reported failed
     after = raw(db)
     # act_2002: exactly as stored before, load ids included.
     assert after.filter(pl.col("account_id") == JPY).equals(before.filter(pl.col("account_id") == JPY))

@@ -459,13 +459,26 @@ def test_benchmark_script_help():
     assert proc.returncode == 0 and "--seeds" in proc.stdout and "heldout" in proc.stdout
 
 
-def test_engine_beats_both_naive_policies_on_fixed_seeds():
+@pytest.fixture(scope="module")
+def fixed_seed_reports() -> dict[str, dict]:
+    """The first eight tuning seeds through the real CLI, on a DuckDB file and on a DuckLake lake."""
+    import bench_decisions
+
+    return {b: bench_decisions.evaluate(list(range(1, 9)), jobs=2, backend=b) for b in bench_decisions.BACKENDS}
+
+
+def test_the_hidden_truth_figures_are_the_same_on_both_backends(fixed_seed_reports):
+    file_report, lake_report = fixed_seed_reports["file"], fixed_seed_reports["lake"]
+    assert lake_report["policies"]["engine"] == file_report["policies"]["engine"]
+    assert lake_report["engine_branches"] == file_report["engine_branches"]
+    assert lake_report["by_type"]["engine"] == file_report["by_type"]["engine"]
+
+
+def test_engine_beats_both_naive_policies_on_fixed_seeds(fixed_seed_reports):
     """The regression guard on money (issue 9): the first eight tuning seeds through the real CLI.
     A rule change that makes the engine earn less than the spec's table on 7-day point estimates
     or a Meta-style 3-day rule, or pause more truly above-average audiences, fails here."""
-    import bench_decisions
-
-    report = bench_decisions.evaluate(list(range(1, 9)), jobs=2)
+    report = fixed_seed_reports["file"]
     p = report["policies"]
     engine, spec, meta = p["engine"], p["spec_table_point_estimates"], p["meta_style_rule_3d"]
     assert engine["pct_of_oracle"] > spec["pct_of_oracle"] and engine["pct_of_oracle"] > meta["pct_of_oracle"], {

@@ -76,9 +76,7 @@ def _write_frame(conn: duckdb_mod.DuckDBPyConnection, kind: str, frame: pl.DataF
         conn.unregister("_source_rows")
 
 
-def _load_meta(
-    duckdb: WarehouseResource, meta: MetaResource, day: date, account: str | None, lookback_default: int
-) -> Load:
+def _load_meta(duckdb: WarehouseResource, meta: MetaResource, day: date, account: str, lookback_default: int) -> Load:
     with duckdb.get_connection() as conn:
         spans = {a: (first, last) for a, first, last in coverage(conn, RAW, day, account).iter_rows()}
     # The pull runs with the warehouse closed: an async backfill or a throttle pause can be long.
@@ -86,8 +84,7 @@ def _load_meta(
     lookback = lookback_default if meta.lookback_days is None else meta.lookback_days
     priority = tuple(meta.purchase_action_priority)
     with duckdb.released():
-        accounts = [account] if account else meta.account_list()
-        mx = extract_meta(client, accounts, day, spans, lookback, meta.initial_days, priority, with_metadata=False)
+        mx = extract_meta(client, [account], day, spans, lookback, meta.initial_days, priority, with_metadata=False)
     out = Load(
         ", ".join(
             f"{a}: {'full ' + str(meta.initial_days) + ' days' if full else 'lookback ' + str(lookback) + ' days'}"
@@ -101,6 +98,8 @@ def _load_meta(
             "meta_max_usage_pct": client.stats.max_usage_pct,
             "meta_async_jobs": client.stats.async_jobs,
             "meta_async_splits": client.stats.async_splits,
+            "meta_call_cap": client.slots.limit,
+            "meta_call_wait_seconds": round(client.slots.waited_seconds, 2),
             "accounts_loaded": len(mx.accounts) - len(mx.failures),
             "accounts_failed": len(mx.failures),
         },
@@ -118,36 +117,32 @@ def _not_in_source(account: str, kind: str, present: list[str]) -> InputError:
 
 
 def _load_local(
-    conn: duckdb_mod.DuckDBPyConnection, spec: SourceSpec, day: date, account: str | None, lookback: int, log: Any
+    conn: duckdb_mod.DuckDBPyConnection, spec: SourceSpec, day: date, account: str, lookback: int, log: Any
 ) -> Load:
-    """Sample or CSV: checked whole before anything is written (the checks raise InputError); with an
-    account, only its rows are written."""
+    """Sample or CSV: checked whole before anything is written (the checks raise InputError); only
+    the account's rows are written."""
     if spec.kind == "sample":
         stored = {a: first for a, first, _last in coverage(conn, RAW, day, account).iter_rows()}
         ext = extract_sample(spec, day, stored, lookback)
         present = ext.insights["account_id"].unique().to_list()
-        if account is not None and account not in present:
+        if account not in present:
             raise _not_in_source(account, "sample", present)
         out = Load("full history" if ext.full_history else f"lookback {lookback} days")
-        mine = pl.lit(True) if account is None else pl.col("account_id") == account
+        mine = pl.col("account_id") == account
         _write_frame(conn, "sample", ext.insights.filter(mine), ext.days.filter(mine), out)
         ignored = ext.ignored_after
     else:
         loaded = extract_files(conn, spec, day)
         out = Load("full history")
-        if account is None:
-            _write(conn, "csv", loaded.relation, loaded.days, out)
-        else:
-            present = [r[0] for r in conn.execute(f"SELECT DISTINCT account_id FROM {loaded.relation}").fetchall()]
-            if account not in present:
-                raise _not_in_source(account, "csv", present)
-            conn.execute(
-                f"CREATE OR REPLACE TEMP TABLE _account_rows AS SELECT * FROM {loaded.relation} "
-                "WHERE account_id = $account",
-                {"account": account},
-            )
-            _write(conn, "csv", "_account_rows", loaded.days.filter(pl.col("account_id") == account), out)
-            conn.execute("DROP TABLE _account_rows")
+        present = [r[0] for r in conn.execute(f"SELECT DISTINCT account_id FROM {loaded.relation}").fetchall()]
+        if account not in present:
+            raise _not_in_source(account, "csv", present)
+        conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE _account_rows AS SELECT * FROM {loaded.relation} WHERE account_id = $account",
+            {"account": account},
+        )
+        _write(conn, "csv", "_account_rows", loaded.days.filter(pl.col("account_id") == account), out)
+        conn.execute("DROP TABLE _account_rows")
         conn.execute(f"DROP TABLE IF EXISTS {loaded.relation}")
         ignored = loaded.ignored_after
     out.extra["rows_on_or_after_decision_date_ignored"] = ignored
@@ -212,7 +207,7 @@ def raw_insights(
         result = table_result(conn, RAW, total, scope, figures)
     if out.failures:
         raise dg.Failure(
-            description="Meta accounts failed (the others were saved): "
+            description="Meta pull failed, nothing of it stored (each account is a run of its own): "
             + "; ".join(f"{a}: {m}" for a, m in out.failures.items()),
             metadata=dict(result.metadata or {}),
         )
@@ -285,18 +280,15 @@ def staging_views(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
             yield table_result(conn, name, None, scope, extra)
 
 
-def _audiences(
-    spec: SourceSpec, meta: MetaResource, day: date, account: str | None
-) -> tuple[pl.DataFrame, dict[str, str]]:
-    """The source's audience rows for a decision date, and the Meta accounts that failed."""
+def _audiences(spec: SourceSpec, meta: MetaResource, day: date, account: str) -> tuple[pl.DataFrame, dict[str, str]]:
+    """The source's audience rows for a decision date (Meta: of the account), and whether Meta failed."""
     if spec.kind == "sample":
         return read_sample(spec)[1], {}
     if spec.kind == "csv":
         if not spec.audiences_path:
             raise InputError("the csv source needs an audiences file")
         return read_audiences_file(spec.audiences_path, spec.encoding, spec.delimiter), {}
-    accounts = [account] if account else meta.account_list()
-    mx = extract_meta(meta.client(), accounts, day, {}, 0, 0, (), with_insights=False)
+    mx = extract_meta(meta.client(), [account], day, {}, 0, 0, (), with_insights=False)
     overrides = read_audiences_file(meta.audience_mapping_path) if meta.audience_mapping_path else None
     if not mx.audiences.height:
         return pl.DataFrame(schema=AUDIENCE_SCHEMA), mx.failures
@@ -337,5 +329,5 @@ def audience_metadata(
         )
     if failures:
         # The others' metadata is saved; the failed accounts' audiences have none and cannot act.
-        raise dg.Failure(description="Meta accounts failed: " + "; ".join(f"{a}: {m}" for a, m in failures.items()))
+        raise dg.Failure(description="Meta pull failed: " + "; ".join(f"{a}: {m}" for a, m in failures.items()))
     return result
