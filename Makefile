@@ -7,7 +7,7 @@ DAGSTER_HOME ?= $(CURDIR)/.dagster
 DEV_PORT ?= 3000
 export DAGSTER_HOME
 
-.PHONY: install demo test dev validate bench bench-decisions lint clean
+.PHONY: install demo test dev validate bench bench-decisions bench-accounts lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -31,12 +31,16 @@ dev: $(STAMP)  ## the Dagster UI on the same warehouse and instance as the CLI (
 
 validate: $(STAMP)
 	$(BIN)/dagster definitions validate -w workspace.yaml
+	$(BIN)/dagster definitions validate -w deploy/workspace.yaml
 
 bench: $(STAMP)  ## 20,000 audiences x 30 days, end to end
 	$(BIN)/python benchmarks/bench_recommend.py --audiences 20000 --days 30
 
 bench-decisions: $(STAMP)  ## the engine against naive rules on simulated accounts with known truth (held-out seeds)
 	$(BIN)/python benchmarks/bench_decisions.py --seeds heldout --jobs 2
+
+bench-accounts: $(STAMP)  ## many accounts: serial on one DuckDB file against parallel on DuckLake (SQLite, PostgreSQL)
+	$(BIN)/python benchmarks/bench_accounts.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check audience_assets audience_assets_tests benchmarks

@@ -179,10 +179,8 @@ def write_partition(
     return table_result(conn, table, frame.height, partition_scope(part), extra, preview)
 
 
-def load_partition(conn: duckdb.DuckDBPyConnection, table: str, day: date, account: str | None = None) -> pl.DataFrame:
-    """One decision date's rows of a table: one account's, or every account's."""
-    if account is None:
-        return conn.execute(f'SELECT * FROM "{table}" WHERE decision_date = ?', [day]).pl()
+def load_partition(conn: duckdb.DuckDBPyConnection, table: str, day: date, account: str) -> pl.DataFrame:
+    """One account-day's rows of a table."""
     return conn.execute(f'SELECT * FROM "{table}" WHERE decision_date = ? AND account_id = ?', [day, account]).pl()
 
 

@@ -73,8 +73,8 @@ def metrics_models(context: dg.AssetExecutionContext, duckdb: DuckDBResource, ru
             yield write_partition(context, conn, name, frame, extra={"sql": dg.MetadataValue.path(f"sql/{model}.sql")})
 
 
-def decision_history(conn: duckdb_mod.DuckDBPyConnection, day: date, account: str | None = None) -> pl.DataFrame:
-    """Earlier decisions (before this decision date; of one account, or all), for cooldowns."""
+def decision_history(conn: duckdb_mod.DuckDBPyConnection, day: date, account: str) -> pl.DataFrame:
+    """The account's earlier decisions (before this decision date), for cooldowns."""
     if not table_exists(conn, "decisions"):
         return pl.DataFrame(
             schema={
@@ -89,15 +89,12 @@ def decision_history(conn: duckdb_mod.DuckDBPyConnection, day: date, account: st
     if "decided_at" in {r[0] for r in conn.execute("DESCRIBE decisions").fetchall()}:
         cols += ", decided_at"
     return conn.execute(
-        f"SELECT {cols} FROM decisions WHERE decision_date < $day AND action = 'SCALE' "
-        "AND ($account::VARCHAR IS NULL OR account_id = $account)",
-        {"day": day, "account": account},
+        f"SELECT {cols} FROM decisions WHERE decision_date < ? AND action = 'SCALE' AND account_id = ?",
+        [day, account],
     ).pl()
 
 
-def prepared_frame(
-    conn: duckdb_mod.DuckDBPyConnection, day: date, cfg: RulesConfig, account: str | None = None
-) -> pl.DataFrame:
+def prepared_frame(conn: duckdb_mod.DuckDBPyConnection, day: date, cfg: RulesConfig, account: str) -> pl.DataFrame:
     """Window metrics joined with benchmarks, metadata and history, normalised (engine.prepare)."""
     return prepare(
         load_partition(conn, "window_metrics", day, account),

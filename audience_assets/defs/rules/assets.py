@@ -46,7 +46,7 @@ PREVIEW = {
 }
 
 
-def rule_inputs(conn: duckdb_mod.DuckDBPyConnection, day: date, account: str | None = None) -> pl.DataFrame:
+def rule_inputs(conn: duckdb_mod.DuckDBPyConnection, day: date, account: str) -> pl.DataFrame:
     """The prepared rows the rule stages start from: window metrics with the audience_scores columns."""
     frame = load_partition(conn, "window_metrics", day, account)
     return frame.join(load_partition(conn, "audience_scores", day, account), on=KEYS, how="left")
