@@ -21,7 +21,7 @@ from audience_assets.cli_execution import USER_ERRORS as EXECUTION_ERRORS
 from audience_assets.cli_execution import add_commands
 from audience_assets.cli_feedback import USER_ERRORS as FEEDBACK_ERRORS
 from audience_assets.cli_feedback import add_commands as add_feedback_commands
-from audience_assets.engine.config import ConfigError, load_config, parse_overrides, to_toml
+from audience_assets.engine.config import ConfigError, count_setting, load_config, parse_overrides, to_toml
 from audience_assets.engine.schema import recommendation_json_schema_text
 from audience_assets.sources import InputError, SourceSpec
 from audience_assets.terminal import Column, render_table, say, terminal_width
@@ -204,16 +204,7 @@ def concurrency(db: str, given: int | None = None) -> int:
         return 1
     if given is not None:
         return given
-    text = os.environ.get(CONCURRENCY_ENV, "").strip()
-    if not text:
-        return os.cpu_count() or 1
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise CliError(f"{CONCURRENCY_ENV}={text[:20]!r}: expected a whole number of runs, 1 or more")
-    return value
+    return count_setting(CONCURRENCY_ENV, os.environ.get(CONCURRENCY_ENV), os.cpu_count() or 1, "runs")
 
 
 def run_graph(

@@ -246,3 +246,17 @@ def test_a_failing_account_in_a_concurrent_cli_run_is_named_and_the_other_is_sto
     assert inr_run.status == dg.DagsterRunStatus.SUCCESS and inr_run.tags["dagster/partition/account"] == INR
     failed = [r for r in records.values() if r.status == dg.DagsterRunStatus.FAILURE]
     assert [r.tags["dagster/partition/account"] for r in failed] == [JPY]
+
+
+def test_concurrency_settings_are_checked_before_anything_runs(tmp_path, capsys, monkeypatch, two_account_files):
+    from audience_assets_tests.conftest import cli
+
+    ins, aud = two_account_files
+    lake = f"ducklake:sqlite:{tmp_path / 'catalog.sqlite'}"
+    base = ["recommend", "--insights", ins, "--audiences", aud, "--out", tmp_path / "r.json"]
+    code, _out, err = cli(capsys, *base, "--warehouse", lake, "--concurrency", "0")
+    assert code == 2 and "--concurrency" in err and "1 or more" in err
+    monkeypatch.setenv("AUDIENCE_ENGINE_CONCURRENCY", "many")
+    code, _out, err = cli(capsys, *base, "--warehouse", lake)
+    assert code == 2 and "AUDIENCE_ENGINE_CONCURRENCY='many'" in err and "whole number of runs" in err
+    assert not (tmp_path / "catalog.sqlite").exists() and not (tmp_path / "r.json").exists()

@@ -23,6 +23,20 @@ class ConfigError(ValueError):
     """A rules file or override that cannot be used; the message names the field."""
 
 
+def count_setting(name: str, text: str | None, default: int, unit: str) -> int:
+    """A whole number of `unit`, 1 or more, from a setting's text (unset or blank: `default`)."""
+    text = (text or "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{name}={text[:20]!r}: expected a whole number of {unit}, 1 or more")
+    return value
+
+
 # The spec's hard constraints (section 10). Configuration moves within these bands, never out.
 SPEC_SCALE_PCT = (20.0, 30.0)  # max scale per action: 20-30 %
 SPEC_COOLDOWN_HOURS = (48.0, 72.0)  # cooldown after a scale: 48-72 h

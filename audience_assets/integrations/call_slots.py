@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from audience_assets.engine.config import ConfigError
+from audience_assets.engine.config import count_setting
 
 META_CALLS_ENV = "AUDIENCE_ENGINE_META_MAX_CALLS"
 DEFAULT_META_CALLS = 4
@@ -21,16 +21,7 @@ DEFAULT_META_CALLS = 4
 
 def meta_call_limit() -> int:
     """AUDIENCE_ENGINE_META_MAX_CALLS, default 4 (ConfigError naming the setting when not a whole number >= 1)."""
-    text = os.environ.get(META_CALLS_ENV, "").strip()
-    if not text:
-        return DEFAULT_META_CALLS
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"{META_CALLS_ENV}={text[:20]!r}: expected a whole number of calls, 1 or more")
-    return value
+    return count_setting(META_CALLS_ENV, os.environ.get(META_CALLS_ENV), DEFAULT_META_CALLS, "calls")
 
 
 def default_folder(name: str) -> Path:
