@@ -522,15 +522,18 @@ def replace_partition(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.Dat
         if frame.height and (frame[key].n_unique() > 1 or frame[key][0] != value):
             raise ValueError(f"{table}: frame holds rows outside the partition {key} = {value}")
 
-    def body() -> int:
+    return transaction(conn, lambda: replace_rows(conn, table, frame, where), f"replace {table}")
+
+
+def replace_rows(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, where: dict[str, Any]) -> int:
+    """Inside the caller's transaction: delete the rows matching `where`, insert `frame` (creating the
+    table, or its new columns, as needed). How many rows were deleted."""
+    conn.register("_frame", frame)
+    try:
         _ensure_table(conn, table, "_frame")
         deleted = clear_rows(conn, table, where)
         conn.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM _frame')
         return deleted
-
-    conn.register("_frame", frame)
-    try:
-        return transaction(conn, body, f"replace {table}")
     finally:
         conn.unregister("_frame")
 
@@ -601,14 +604,14 @@ def replace_days(
     }
 
 
-def coverage(conn: duckdb.DuckDBPyConnection, table: str, before: date, account: str | None = None) -> pl.DataFrame:
-    """First and last stored day per account (or of one account) before a date (empty if the table is new)."""
+def coverage(conn: duckdb.DuckDBPyConnection, table: str, before: date, account: str) -> pl.DataFrame:
+    """An account's first and last stored day before a date (empty if the table is new or holds none)."""
     if not table_exists(conn, table):
         return pl.DataFrame(schema={"account_id": pl.Utf8, "first_day": pl.Date, "last_day": pl.Date})
     return conn.execute(
         f'SELECT account_id, min(date) AS first_day, max(date) AS last_day FROM "{table}" '
-        "WHERE date < $before AND ($account::VARCHAR IS NULL OR account_id = $account) GROUP BY account_id",
-        {"before": before, "account": account},
+        "WHERE date < ? AND account_id = ? GROUP BY account_id",
+        [before, account],
     ).pl()
 
 

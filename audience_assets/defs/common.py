@@ -103,16 +103,9 @@ def doc_check_spec(table: str) -> dg.AssetCheckSpec:
 Scope = tuple[str, list[Any]]
 
 
-def days_scope(first: date, last: date, account: str | None = None) -> Scope:
-    """The rows of the days a load wrote (history already checked stays checked)."""
-    if account is None:
-        return "date BETWEEN ? AND ?", [first, last]
+def days_scope(first: date, last: date, account: str) -> Scope:
+    """The rows of the days an account's load wrote (history already checked stays checked)."""
     return "date BETWEEN ? AND ? AND account_id = ?", [first, last, account]
-
-
-def partition_scope(part: dict[str, Any]) -> Scope:
-    clause, params = partition_filter(part)
-    return clause, params
 
 
 def doc_check_result(
@@ -176,7 +169,7 @@ def write_partition(
     part = partition_of(context)
     replace_partition(conn, table, frame, part)
     preview = frame.select(preview_columns) if preview_columns is not None else None
-    return table_result(conn, table, frame.height, partition_scope(part), extra, preview)
+    return table_result(conn, table, frame.height, partition_filter(part), extra, preview)
 
 
 def load_partition(conn: duckdb.DuckDBPyConnection, table: str, day: date, account: str) -> pl.DataFrame:

@@ -8,7 +8,7 @@ import polars as pl
 
 from audience_assets.engine.config import RulesConfig
 from audience_assets.engine.outcomes import OutcomeSettings, judge, scorecard
-from audience_assets.warehouse import clear_rows, query_model, table_exists, transaction
+from audience_assets.warehouse import query_model, replace_rows, table_exists, transaction
 
 DECISION_COLUMNS = [
     "decision_date", "account_id", "adset_id", "adset_name", "campaign_id", "currency", "audience_type", "modifier_key", "action",
@@ -59,11 +59,8 @@ def judge_decisions(
     return judge(frame, cfg, settings).select(OUTCOME_COLUMNS).sort(["decision_date", "adset_id", "horizon_days"])
 
 
-def stored_decisions(conn: duckdb.DuckDBPyConnection, account: str | None = None) -> pl.DataFrame:
-    return conn.execute(
-        f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions WHERE ($account::VARCHAR IS NULL OR account_id = $account)",
-        {"account": account},
-    ).pl()
+def stored_decisions(conn: duckdb.DuckDBPyConnection, account: str) -> pl.DataFrame:
+    return conn.execute(f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions WHERE account_id = ?", [account]).pl()
 
 
 def _replace(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
@@ -75,25 +72,17 @@ def _replace(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -
 
 
 def refresh(
-    conn: duckdb.DuckDBPyConnection, cfg: RulesConfig, settings: OutcomeSettings, account: str | None = None
+    conn: duckdb.DuckDBPyConnection, cfg: RulesConfig, settings: OutcomeSettings, account: str
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Recompute `outcomes` from every stored decision (of one account: its rows replaced, the other
-    accounts' kept) and `rule_scorecard` over the whole outcomes table, in one transaction."""
+    """Recompute an account's `outcomes` from its stored decisions (the other accounts' rows kept) and
+    `rule_scorecard` over the whole outcomes table, in one transaction."""
     outcomes = judge_decisions(
         windows(conn, settings, account), stored_decisions(conn, account), executions(conn), cfg, settings
     )
 
     def body() -> pl.DataFrame:
-        if account is None or not table_exists(conn, "outcomes"):
-            _replace(conn, "outcomes", outcomes)
-        else:
-            conn.register("_frame", outcomes)
-            try:
-                clear_rows(conn, "outcomes", {"account_id": account})
-                conn.execute('INSERT INTO "outcomes" BY NAME SELECT * FROM _frame')
-            finally:
-                conn.unregister("_frame")
-        card = scorecard(conn.execute("SELECT * FROM outcomes").pl() if account else outcomes, settings)
+        replace_rows(conn, "outcomes", outcomes, {"account_id": account})
+        card = scorecard(conn.execute("SELECT * FROM outcomes").pl(), settings)
         _replace(conn, "rule_scorecard", card)
         return card
 

@@ -22,7 +22,6 @@ from audience_assets.defs.common import (
     guardrail_result,
     markdown_preview,
     partition_of,
-    partition_scope,
     table_metadata,
 )
 from audience_assets.defs.resources import ExecutionResource, MetaResource, RulesResource
@@ -37,7 +36,7 @@ from audience_assets.execution.approvals import (
     sync_pending,
 )
 from audience_assets.execution.runner import execute
-from audience_assets.warehouse import WarehouseError, database_path, open_database, table_exists
+from audience_assets.warehouse import WarehouseError, database_path, open_database, partition_filter, table_exists
 
 GROUP = "execution"
 EXECUTE_JOB = "execute_approved"
@@ -68,7 +67,7 @@ def approvals(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.M
         meta = table_metadata(conn, "approvals", rows.height, {f"status/{k}": int(v) for k, v in by_status.items()})
         meta |= {f"sync/{k}": v for k, v in counts.items()}
         meta["preview"] = dg.MetadataValue.md(markdown_preview(rows.select(PREVIEW)))
-        check = doc_check_result(conn, "approvals", partition_scope(partition_of(context)))
+        check = doc_check_result(conn, "approvals", partition_filter(partition_of(context)))
     return dg.MaterializeResult(metadata=meta, check_results=[check])
 
 

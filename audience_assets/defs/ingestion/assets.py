@@ -189,12 +189,7 @@ def raw_insights(
     }
     with duckdb.get_connection() as conn:
         ensure_table_ddl(conn, raw_table_ddl(RAW))
-        total = int(
-            conn.execute(
-                f"SELECT count(*) FROM {RAW} WHERE ($account::VARCHAR IS NULL OR account_id = $account)",
-                {"account": account},
-            ).fetchone()[0]
-        )
+        total = int(conn.execute(f"SELECT count(*) FROM {RAW} WHERE account_id = ?", [account]).fetchone()[0])
         scope = (
             days_scope(
                 date.fromisoformat(out.extra["first_day_loaded"]),
@@ -219,13 +214,21 @@ VIEWS = {"stg_insights": "staging/stg_insights", "daily_metrics": "metrics/daily
 
 
 def loaded_scope(
-    conn: duckdb_mod.DuckDBPyConnection, account: str | None = None, instance: dg.DagsterInstance | None = None
+    conn: duckdb_mod.DuckDBPyConnection,
+    account: str,
+    instance: dg.DagsterInstance | None = None,
+    partition: str | None = None,
 ) -> Scope | None:
-    """The days of the newest load (of one account, or any): what a load's doc tests look at, so their
-    cost does not grow with the stored history (None before anything was loaded). Read from
-    raw_insights' last materialisation when the instance has it, else from the table."""
-    event = instance.get_latest_materialization_event(dg.AssetKey(RAW)) if instance is not None else None
-    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    """The days of the account's newest load: what a load's doc tests look at, so their cost does not
+    grow with the stored history (None before anything was loaded). Read from raw_insights' last
+    materialisation of this partition when the instance has it, else from the table."""
+    meta: Any = {}
+    if instance is not None and partition is not None:
+        found = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(RAW), asset_partitions=[partition]), limit=1
+        ).records
+        mat = found[0].asset_materialization if found else None
+        meta = mat.metadata if mat is not None else {}
     if "first_day_loaded" in meta and "last_day_loaded" in meta:
         return days_scope(
             date.fromisoformat(meta["first_day_loaded"].value),
@@ -233,8 +236,8 @@ def loaded_scope(
             account,
         )
     first, last = conn.execute(
-        f"SELECT min(date), max(date) FROM {RAW} WHERE ($account::VARCHAR IS NULL OR account_id = $account) AND loaded_at = "
-        f"(SELECT max(loaded_at) FROM {RAW} WHERE ($account::VARCHAR IS NULL OR account_id = $account))",
+        f"SELECT min(date), max(date) FROM {RAW} WHERE account_id = $account AND loaded_at = "
+        f"(SELECT max(loaded_at) FROM {RAW} WHERE account_id = $account)",
         {"account": account},
     ).fetchone()
     return days_scope(first, last, account) if first is not None else None
@@ -272,7 +275,7 @@ def staging_views(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
             if name not in selected:
                 continue
             create_view(conn, name, model)
-            scope = loaded_scope(conn, account_of(context), context.instance)
+            scope = loaded_scope(conn, account_of(context), context.instance, context.partition_key)
             loaded = (
                 conn.execute(f'SELECT count(*) FROM "{name}" WHERE {scope[0]}', scope[1]).fetchone()[0] if scope else 0
             )

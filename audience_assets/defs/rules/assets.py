@@ -19,7 +19,6 @@ from audience_assets.defs.common import (
     load_partition,
     markdown_preview,
     partition_of,
-    partition_scope,
     table_result,
     write_partition,
 )
@@ -28,7 +27,7 @@ from audience_assets.engine.guardrails import verify_guardrails
 from audience_assets.engine.pipeline import RULE_STAGES, RULE_TABLES, run_rules
 from audience_assets.engine.prepare import KEYS
 from audience_assets.feedback import record_config
-from audience_assets.warehouse import clear_rows, ensure_view, table_exists, transaction
+from audience_assets.warehouse import clear_rows, ensure_view, partition_filter, table_exists, transaction
 
 GROUP = "rules"
 GUARDRAIL_CHECK = "guardrails"
@@ -138,7 +137,7 @@ def rule_stages(
             stage_view(conn, table, frame.columns)
             preview = frame.select(PREVIEW[table][0])
             yield table_result(
-                conn, table, frame.height, partition_scope(part), _stage_extra(table, frame, cfg), preview
+                conn, table, frame.height, partition_filter(part), _stage_extra(table, frame, cfg), preview
             )
         rows = load_partition(conn, "decisions", day, account)
         check = guardrail_result(verify_guardrails(rows, cfg), rows.height, "decisions", GUARDRAIL_CHECK)
